@@ -1,0 +1,165 @@
+"""LoRA adapters on a UNet3D through peft: inject, extract, activate with weights, fuse, remove.
+
+A LoRA is carried around as :class:`LoraWeights` (peft state-dict keys, rank, alpha). Applying one
+to a shared base never leaves traces: :func:`applied_loras` removes the peft layers on exit and,
+when it fused the deltas into the base weights, restores those weights from an exact copy.
+"""
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+
+import torch
+from peft import LoraConfig, inject_adapter_in_model, set_peft_model_state_dict
+from peft.tuners.tuners_utils import BaseTunerLayer
+from peft.utils import get_peft_model_state_dict
+
+from .errors import CavError
+
+TEMPORAL, SPATIAL = "temporal", "spatial"
+
+
+@dataclass(frozen=True)
+class LoraWeights:
+    """One trained LoRA: peft state-dict tensors (keys without adapter name) and its settings."""
+
+    role: str  # TEMPORAL or SPATIAL
+    rank: int
+    alpha: float
+    tensors: dict[str, torch.Tensor]
+
+    @property
+    def targets(self) -> list[str]:
+        return sorted({k.rsplit(".lora_", 1)[0] for k in self.tensors})
+
+    def delta(self, target: str) -> torch.Tensor:
+        """The weight delta this LoRA adds to ``target`` at strength 1 (B @ A * alpha / r)."""
+        a = self.tensors[f"{target}.lora_A.weight"].float()
+        b = self.tensors[f"{target}.lora_B.weight"].float()
+        return (b @ a) * (self.alpha / self.rank)
+
+
+def inject_lora(unet: torch.nn.Module, name: str, targets: Sequence[str], rank: int, alpha: float) -> None:
+    """Add a fresh LoRA named ``name`` on ``targets`` (B zero-initialised, so the output is unchanged)."""
+    if not targets:
+        raise CavError("no layers to adapt were found in this UNet")
+    config = LoraConfig(r=rank, lora_alpha=alpha, target_modules=list(targets), lora_dropout=0.0)
+    active = active_adapters(unet)
+    inject_adapter_in_model(config, unet, adapter_name=name)
+    activate(unet, active + [name])
+
+
+def extract_lora(unet: torch.nn.Module, name: str, role: str, rank: int, alpha: float) -> LoraWeights:
+    state = get_peft_model_state_dict(unet, adapter_name=name)
+    tensors = {k: v.detach().to("cpu", torch.float32).clone() for k, v in state.items()}
+    return LoraWeights(role=role, rank=rank, alpha=alpha, tensors=tensors)
+
+
+def load_lora(unet: torch.nn.Module, name: str, lora: LoraWeights) -> None:
+    """Inject ``lora`` as adapter ``name`` and set its weights; every key must land."""
+    check_lora_fits(unet, lora)
+    inject_lora(unet, name, lora.targets, lora.rank, lora.alpha)
+    result = set_peft_model_state_dict(unet, lora.tensors, adapter_name=name)
+    missing = [k for k in result.missing_keys if f".{name}." in k]
+    if result.unexpected_keys or missing:
+        raise CavError(f"LoRA keys did not match the UNet ({len(missing)} missing, "
+                       f"{len(result.unexpected_keys)} unexpected)")
+
+
+def check_lora_fits(unet: torch.nn.Module, lora: LoraWeights, what: str = "this LoRA") -> None:
+    """Every target must be a Linear of the right shape: refuse before peft gives a traceback."""
+    modules = dict(unet.named_modules())
+    for target in lora.targets:
+        module = modules.get(target)
+        if isinstance(module, BaseTunerLayer):
+            module = module.get_base_layer()
+        a = lora.tensors.get(f"{target}.lora_A.weight")
+        b = lora.tensors.get(f"{target}.lora_B.weight")
+        if a is None or b is None:
+            raise CavError(f"{what} is incomplete: layer {target} lacks its lora_A or lora_B tensor")
+        if not isinstance(module, torch.nn.Linear):
+            raise CavError(f"{what} adapts layer {target}, which this base does not have")
+        if a.shape != (lora.rank, module.in_features) or b.shape != (module.out_features, lora.rank):
+            raise CavError(f"{what} has shapes {tuple(b.shape)}x{tuple(a.shape)} for {target}, "
+                           f"which is {module.out_features}x{module.in_features} in this base")
+
+
+def tuner_layers(unet: torch.nn.Module) -> Iterator[tuple[str, BaseTunerLayer]]:
+    for name, module in unet.named_modules():
+        if isinstance(module, BaseTunerLayer):
+            yield name, module
+
+
+def active_adapters(unet: torch.nn.Module) -> list[str]:
+    names: list[str] = []
+    for _, layer in tuner_layers(unet):
+        names += [n for n in layer.active_adapters if n in layer.lora_A and n not in names]
+    return names
+
+
+def activate(unet: torch.nn.Module, names: Sequence[str]) -> None:
+    """Make exactly ``names`` active in every peft layer that has them (peft itself sets one
+    adapter for the whole model, which silently switches off adapters on other layers).
+    Trainability is left to the caller."""
+    for _, layer in tuner_layers(unet):
+        requires = {n: p.requires_grad for n, p in layer.named_parameters()}
+        layer.set_adapter([n for n in names if n in layer.lora_A] or list(names)[:1] or ["default"])
+        for n, p in layer.named_parameters():
+            p.requires_grad_(requires[n])
+
+
+def set_strength(unet: torch.nn.Module, name: str, strength: float) -> None:
+    for _, layer in tuner_layers(unet):
+        layer.set_scale(name, strength)
+
+
+def remove_adapters(unet: torch.nn.Module) -> None:
+    """Put every wrapped layer's original module back; drop peft's bookkeeping."""
+    for name, layer in list(tuner_layers(unet)):
+        parent_name, _, child = name.rpartition(".")
+        parent = unet.get_submodule(parent_name) if parent_name else unet
+        setattr(parent, child, layer.get_base_layer())
+    if hasattr(unet, "peft_config"):
+        del unet.peft_config
+
+
+@contextlib.contextmanager
+def applied_loras(unet: torch.nn.Module, loras: Sequence[tuple[LoraWeights, float]],
+                  fuse: bool = True) -> Iterator[None]:
+    """Apply weighted LoRAs for the duration of the block.
+
+    fuse=True adds every weighted delta into the base weights (no per-step LoRA cost) and on exit
+    copies the saved originals back, so the base is restored bit for bit. fuse=False keeps peft
+    layers that sum the active adapters' outputs at each forward.
+    """
+    if not loras:
+        yield
+        return
+    for lora, _ in loras:
+        check_lora_fits(unet, lora)
+    if fuse:
+        modules = dict(unet.named_modules())
+        targets = sorted({t for lora, _ in loras for t in lora.targets})
+        saved = {t: modules[t].weight.detach().clone() for t in targets}
+        try:
+            with torch.no_grad():
+                for lora, strength in loras:
+                    for t in lora.targets:
+                        w = modules[t].weight
+                        w.add_((lora.delta(t) * strength).to(w.device, w.dtype))
+            yield
+        finally:
+            with torch.no_grad():
+                for t, w in saved.items():
+                    modules[t].weight.copy_(w)
+        return
+    names = [f"cav_apply_{i}" for i in range(len(loras))]
+    try:
+        for name, (lora, strength) in zip(names, loras):
+            load_lora(unet, name, lora)
+            set_strength(unet, name, strength)
+        activate(unet, names)
+        yield
+    finally:
+        remove_adapters(unet)

@@ -1,0 +1,135 @@
+"""Loading a diffusers text-to-video base (ModelScope / ZeroScope layout, or the bundled toy)."""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass, field
+
+import torch
+
+from .errors import CavError
+
+TOY_KEYWORD = "toy"
+TOY_MODEL_DIR = os.path.join(os.path.dirname(__file__), "shapes_world", "model")
+_REQUIRED = {
+    "unet": "UNet3DConditionModel",
+    "vae": "AutoencoderKL",
+    "text_encoder": "CLIPTextModel",
+    "tokenizer": "CLIPTokenizer",
+    "scheduler": None,  # any diffusers scheduler
+}
+# UNet config fields that decide parameter names and shapes (sample_size etc. do not).
+_ARCH_FIELDS = ("in_channels", "out_channels", "down_block_types", "up_block_types",
+                "block_out_channels", "layers_per_block", "cross_attention_dim",
+                "attention_head_dim", "num_attention_heads", "norm_num_groups")
+
+
+def architecture_fingerprint(unet_config: dict, text_dim: int) -> str:
+    """Short hash of what makes adapter weights fit: same hash, same keys and shapes."""
+    arch = {k: unet_config.get(k) for k in _ARCH_FIELDS}
+    arch["text_dim"] = text_dim
+    blob = json.dumps(arch, sort_keys=True, default=list).encode()
+    return hashlib.sha256(blob).hexdigest()[:16]
+
+
+@dataclass
+class BaseModel:
+    """The modules of a text-to-video base and what the rest of the engine needs to know of it."""
+
+    name: str
+    path: str
+    unet: torch.nn.Module
+    vae: torch.nn.Module
+    text_encoder: torch.nn.Module
+    tokenizer: object
+    scheduler_config: dict
+    default_frames: int = 16
+    default_fps: float = 8.0
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def vae_scale_factor(self) -> int:
+        return 2 ** (len(self.vae.config.block_out_channels) - 1)
+
+    @property
+    def default_size(self) -> int:
+        return int(self.unet.config.sample_size) * self.vae_scale_factor
+
+    @property
+    def fingerprint(self) -> str:
+        return architecture_fingerprint(dict(self.unet.config), self.text_encoder.config.hidden_size)
+
+    @property
+    def describe(self) -> str:
+        return f"{self.name} (architecture {self.fingerprint})"
+
+
+def resolve_base_path(source: str) -> str:
+    if source == TOY_KEYWORD:
+        if not os.path.isfile(os.path.join(TOY_MODEL_DIR, "model_index.json")):
+            raise CavError("the bundled shapes-world model is not in this install "
+                           f"(expected {TOY_MODEL_DIR}); reinstall the pack or pass a model folder")
+        return TOY_MODEL_DIR
+    return os.path.abspath(os.path.expanduser(source))
+
+
+def inspect_base_folder(path: str) -> dict:
+    """Read model_index.json and check it is a UNet3D text-to-video folder; return the index."""
+    index_path = os.path.join(path, "model_index.json")
+    if not os.path.isdir(path):
+        raise CavError(f"base model folder not found: {path}")
+    if not os.path.isfile(index_path):
+        found = ", ".join(sorted(os.listdir(path))[:8]) or "nothing"
+        raise CavError(f"{path} is not a diffusers model folder (no model_index.json; found: {found})")
+    try:
+        with open(index_path) as f:
+            index = json.load(f)
+    except (OSError, json.JSONDecodeError) as e:
+        raise CavError(f"cannot read {index_path}: {e}") from e
+    unet_entry = index.get("unet")
+    unet_class = unet_entry[1] if isinstance(unet_entry, list) and len(unet_entry) == 2 else None
+    if unet_class != _REQUIRED["unet"]:
+        what = index.get("_class_name", "an unknown pipeline")
+        raise CavError(f"{path} holds {what} with unet={unet_class or 'none'}; a text-to-video base needs "
+                       "unet=UNet3DConditionModel (ModelScope text-to-video-ms-1.7b or ZeroScope v2 layout)")
+    missing = [k for k in _REQUIRED if not os.path.isdir(os.path.join(path, k))]
+    if missing:
+        raise CavError(f"{path} is missing the subfolder(s) {', '.join(missing)} of a text-to-video base")
+    return index
+
+
+def _variant(folder: str) -> str | None:
+    """'fp16' when a subfolder only has fp16-variant weights (as some ModelScope downloads do)."""
+    names = os.listdir(folder)
+    full = [n for n in names if n.endswith((".safetensors", ".bin")) and ".fp16." not in n]
+    half = [n for n in names if ".fp16." in n]
+    return "fp16" if half and not full else None
+
+
+def load_base(source: str, dtype: torch.dtype = torch.float32, device: str | torch.device = "cpu") -> BaseModel:
+    """Load ``source`` (a diffusers folder or ``toy``) with every module frozen, in eval mode."""
+    from diffusers import AutoencoderKL, UNet3DConditionModel
+    from transformers import CLIPTextModel, CLIPTokenizer
+
+    path = resolve_base_path(source)
+    inspect_base_folder(path)
+
+    def sub(name):
+        return os.path.join(path, name)
+
+    try:
+        unet = UNet3DConditionModel.from_pretrained(sub("unet"), torch_dtype=dtype, variant=_variant(sub("unet")))
+        vae = AutoencoderKL.from_pretrained(sub("vae"), torch_dtype=dtype, variant=_variant(sub("vae")))
+        text_encoder = CLIPTextModel.from_pretrained(
+            sub("text_encoder"), torch_dtype=dtype, variant=_variant(sub("text_encoder")))
+        tokenizer = CLIPTokenizer.from_pretrained(sub("tokenizer"))
+        with open(os.path.join(sub("scheduler"), "scheduler_config.json")) as f:
+            scheduler_config = json.load(f)
+    except (OSError, ValueError, json.JSONDecodeError) as e:
+        raise CavError(f"cannot load the base model at {path}: {str(e).splitlines()[0]}") from e
+    for module in (unet, vae, text_encoder):
+        module.requires_grad_(False).eval().to(device)
+    name = TOY_KEYWORD if source == TOY_KEYWORD else os.path.basename(path.rstrip(os.sep))
+    return BaseModel(name=name, path=path, unet=unet, vae=vae, text_encoder=text_encoder,
+                     tokenizer=tokenizer, scheduler_config=scheduler_config)

@@ -1,0 +1,219 @@
+"""Train the bundled shapes-world text-to-video model from scratch on synthetic clips.
+
+    python -m cav_core.shapes_world.train_base --work runs/base --out cav_core/shapes_world/model
+
+Phase 1 trains the VAE on single frames; phase 2 trains the UNet3D and the text encoder together
+on (clip, caption) pairs with the standard noise-prediction loss. Every step draws its data from a
+generator seeded by (seed, phase, step), so a run resumed from a checkpoint is the same run.
+Checkpoints (safetensors, no pickle) are written atomically every ``--checkpoint-every`` steps.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import time
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from safetensors.torch import load_file, save_file
+
+from . import architecture as arch
+from .scenes import BASE_MOTIONS, GENERIC_MOTION_PHRASE, random_scene, render
+
+
+def _frames_to_tensor(clips: np.ndarray) -> torch.Tensor:
+    """uint8 [B, F, H, W, 3] -> float [B*F, 3, H, W] in [-1, 1]."""
+    x = torch.from_numpy(clips).float().div(127.5).sub(1)
+    return x.reshape(-1, *x.shape[-3:]).permute(0, 3, 1, 2).contiguous()
+
+
+def _caption_for_training(scene, rng: np.random.Generator) -> str:
+    r = rng.random()
+    if r < 0.1:
+        return ""  # unconditional, for classifier-free guidance
+    if r < 0.7 or scene.motion == "static":
+        return scene.caption()
+    if r < 0.85:
+        return scene.caption(GENERIC_MOTION_PHRASE)
+    return scene.caption("")
+
+
+def _optimizer_state(opt: torch.optim.Optimizer, prefix: str) -> tuple[dict, dict]:
+    tensors, meta = {}, {"param_groups": opt.state_dict()["param_groups"]}
+    for idx, state in opt.state_dict()["state"].items():
+        for k, v in state.items():
+            tensors[f"{prefix}.{idx}.{k}"] = v.detach().clone() if torch.is_tensor(v) else torch.tensor(v)
+    return tensors, meta
+
+
+def _load_optimizer_state(opt, tensors: dict, meta: dict, prefix: str) -> None:
+    state: dict = {}
+    for key, v in tensors.items():
+        if key.startswith(prefix + "."):
+            _, idx, k = key.split(".", 2)
+            state.setdefault(int(idx), {})[k] = v
+    opt.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
+
+
+def _atomic_save(tensors: dict, path: str, metadata: dict) -> None:
+    tmp = f"{path}.tmp-{os.getpid()}"
+    save_file({k: v.contiguous() for k, v in tensors.items()}, tmp, metadata=metadata)
+    os.replace(tmp, path)
+
+
+def train(args) -> None:
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(args.seed)  # initial weights
+    tokenizer = arch.build_tokenizer()
+    vae, unet = arch.build_vae(), arch.build_unet()
+    text_encoder = arch.build_text_encoder(len(tokenizer))
+    vae_opt = torch.optim.AdamW(vae.parameters(), lr=args.vae_lr, weight_decay=0.0)
+    params = list(unet.parameters()) + list(text_encoder.parameters())
+    unet_opt = torch.optim.AdamW(params, lr=args.lr, weight_decay=1e-2)
+    scheduler = arch.build_scheduler()
+    alphas = scheduler.alphas_cumprod
+    ckpt = os.path.join(args.work, "checkpoint.safetensors")
+    os.makedirs(args.work, exist_ok=True)
+    phase, step, scaling, log = "vae", 0, 1.0, []
+    if os.path.exists(ckpt):
+        from safetensors import safe_open
+
+        with safe_open(ckpt, "pt") as f:
+            meta = f.metadata()
+        tensors = load_file(ckpt)
+        phase, step, scaling = meta["phase"], int(meta["step"]), float(meta["scaling"])
+        log = json.loads(meta["log"])
+        for name, module in (("vae", vae), ("unet", unet), ("text_encoder", text_encoder)):
+            module.load_state_dict({k[len(name) + 1:]: v for k, v in tensors.items() if k.startswith(name + ".")})
+        _load_optimizer_state(vae_opt, tensors, json.loads(meta["vae_opt"]), "vae_opt")
+        _load_optimizer_state(unet_opt, tensors, json.loads(meta["unet_opt"]), "unet_opt")
+        print(f"resumed at phase {phase} step {step}", flush=True)
+
+    def save_checkpoint():
+        tensors = {}
+        for name, module in (("vae", vae), ("unet", unet), ("text_encoder", text_encoder)):
+            tensors.update({f"{name}.{k}": v for k, v in module.state_dict().items()})
+        vt, vm = _optimizer_state(vae_opt, "vae_opt")
+        ut, um = _optimizer_state(unet_opt, "unet_opt")
+        tensors.update(vt)
+        tensors.update(ut)
+        _atomic_save(tensors, ckpt, {"phase": phase, "step": str(step), "scaling": str(scaling),
+                                     "log": json.dumps(log), "vae_opt": json.dumps(vm),
+                                     "unet_opt": json.dumps(um)})
+
+    start = time.time()
+    if phase == "vae":
+        vae.train()
+        while step < args.vae_steps:
+            rng = np.random.default_rng([args.seed, 1, step])
+            clips = np.stack([render(random_scene(rng)) for _ in range(args.vae_batch // 4)])
+            frames = _frames_to_tensor(clips[:, rng.choice(arch.FRAMES, 4, replace=False)])
+            posterior = vae.encode(frames).latent_dist
+            recon = vae.decode(posterior.sample(generator=torch.Generator().manual_seed(step))).sample
+            rec_loss = F.mse_loss(recon, frames)
+            loss = rec_loss + args.kl_weight * posterior.kl().mean()
+            vae_opt.zero_grad(set_to_none=True)
+            loss.backward()
+            vae_opt.step()
+            step += 1
+            if step % 50 == 0:
+                log.append({"phase": "vae", "step": step, "loss": float(rec_loss)})
+                print(f"vae step {step}/{args.vae_steps} recon mse {rec_loss.item():.5f} "
+                      f"({time.time() - start:.0f}s)", flush=True)
+            if step % args.checkpoint_every == 0:
+                save_checkpoint()
+        # Scale latents to unit variance, as Stable Diffusion's VAE does.
+        with torch.no_grad():
+            rng = np.random.default_rng([args.seed, 2])
+            frames = _frames_to_tensor(np.stack([render(random_scene(rng)) for _ in range(32)]))
+            scaling = float(1.0 / vae.encode(frames).latent_dist.mean.std())
+        phase, step = "unet", 0
+        save_checkpoint()
+
+    vae.eval().requires_grad_(False)
+    unet.train()
+    text_encoder.train()
+    while step < args.steps:
+        lr = args.lr * min(1.0, (step + 1) / 200) * (0.5 + 0.5 * math.cos(math.pi * step / args.steps))
+        for group in unet_opt.param_groups:
+            group["lr"] = lr
+        rng = np.random.default_rng([args.seed, 3, step])
+        scenes = [random_scene(rng) for _ in range(args.batch)]
+        captions = [_caption_for_training(s, rng) for s in scenes]
+        gen = torch.Generator().manual_seed(int(rng.integers(2**31)))
+        with torch.no_grad():
+            frames = _frames_to_tensor(np.stack([render(s) for s in scenes]))
+            lat = vae.encode(frames).latent_dist.sample(generator=gen) * scaling
+            lat = lat.reshape(args.batch, arch.FRAMES, *lat.shape[1:]).permute(0, 2, 1, 3, 4)
+        ids = tokenizer(captions, padding="max_length", max_length=arch.TOKEN_LENGTH,
+                        truncation=True, return_tensors="pt").input_ids
+        text = text_encoder(ids)[0]
+        noise = torch.randn(lat.shape, generator=gen)
+        t = torch.randint(0, scheduler.config.num_train_timesteps, (args.batch,), generator=gen)
+        a = alphas[t].view(-1, 1, 1, 1, 1)
+        noisy = a.sqrt() * lat + (1 - a).sqrt() * noise
+        pred = unet(noisy, t, text).sample
+        loss = F.mse_loss(pred, noise)
+        unet_opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        unet_opt.step()
+        step += 1
+        if step % 25 == 0:
+            log.append({"phase": "unet", "step": step, "loss": float(loss)})
+            print(f"unet step {step}/{args.steps} loss {loss.item():.4f} lr {lr:.2e} "
+                  f"({time.time() - start:.0f}s)", flush=True)
+        if step % args.checkpoint_every == 0 or step == args.steps:
+            save_checkpoint()
+        if args.export_every and step % args.export_every == 0:
+            export(args.out, tokenizer, text_encoder, vae, unet, scaling, args, step, log)
+    export(args.out, tokenizer, text_encoder, vae, unet, scaling, args, step, log)
+
+
+def export(out, tokenizer, text_encoder, vae, unet, scaling, args, step, log) -> None:
+    """Write the ModelScope-style diffusers folder (what ``--base toy`` loads)."""
+    from diffusers import DDPMScheduler  # noqa: F401  (scheduler class is recorded by name)
+
+    os.makedirs(out, exist_ok=True)
+    vae.register_to_config(scaling_factor=scaling)
+    unet.save_pretrained(os.path.join(out, "unet"))
+    vae.save_pretrained(os.path.join(out, "vae"))
+    text_encoder.save_pretrained(os.path.join(out, "text_encoder"))
+    tokenizer.save_pretrained(os.path.join(out, "tokenizer"))
+    arch.build_scheduler().save_pretrained(os.path.join(out, "scheduler"))
+    index = {
+        "_class_name": "TextToVideoSDPipeline", "_diffusers_version": "0.42.1",
+        "scheduler": ["diffusers", "DDIMScheduler"], "text_encoder": ["transformers", "CLIPTextModel"],
+        "tokenizer": ["transformers", "CLIPTokenizer"], "unet": ["diffusers", "UNet3DConditionModel"],
+        "vae": ["diffusers", "AutoencoderKL"],
+    }
+    with open(os.path.join(out, "model_index.json"), "w") as f:
+        json.dump(index, f, indent=2)
+    with open(os.path.join(out, "training_log.json"), "w") as f:
+        json.dump({"unet_steps": step, "vae_steps": args.vae_steps, "batch": args.batch,
+                   "seed": args.seed, "lr": args.lr, "log": log}, f)
+
+
+def main(argv=None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--work", required=True, help="folder for checkpoints (resumes if one is there)")
+    p.add_argument("--out", required=True, help="where the diffusers-format model is written")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--vae-steps", type=int, default=800)
+    p.add_argument("--vae-batch", type=int, default=32)
+    p.add_argument("--vae-lr", type=float, default=1e-3)
+    p.add_argument("--kl-weight", type=float, default=1e-6)
+    p.add_argument("--steps", type=int, default=2400)
+    p.add_argument("--batch", type=int, default=4)
+    p.add_argument("--lr", type=float, default=5e-4)
+    p.add_argument("--checkpoint-every", type=int, default=100)
+    p.add_argument("--export-every", type=int, default=0)
+    p.add_argument("--threads", type=int, default=2)
+    train(p.parse_args(argv))
+
+
+if __name__ == "__main__":
+    main()
