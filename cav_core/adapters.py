@@ -7,6 +7,7 @@ when it fused the deltas into the base weights, restores those weights from an e
 from __future__ import annotations
 
 import contextlib
+import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
@@ -40,13 +41,20 @@ class LoraWeights:
         return (b @ a) * (self.alpha / self.rank)
 
 
-def inject_lora(unet: torch.nn.Module, name: str, targets: Sequence[str], rank: int, alpha: float) -> None:
-    """Add a fresh LoRA named ``name`` on ``targets`` (B zero-initialised, so the output is unchanged)."""
+def inject_lora(unet: torch.nn.Module, name: str, targets: Sequence[str], rank: int, alpha: float,
+                seed: int = 0) -> None:
+    """Add a fresh LoRA named ``name`` on ``targets`` (B zero-initialised, so the output is unchanged).
+
+    A is initialised from ``seed``, not from the global RNG, so runs (and resumed runs) repeat.
+    """
     if not targets:
         raise CavError("no layers to adapt were found in this UNet")
     config = LoraConfig(r=rank, lora_alpha=alpha, target_modules=list(targets), lora_dropout=0.0)
     active = active_adapters(unet)
-    inject_adapter_in_model(config, unet, adapter_name=name)
+    with warnings.catch_warnings(), torch.random.fork_rng(devices=[]):
+        warnings.filterwarnings("ignore", message="Already found a `peft_config`")  # several on purpose
+        torch.manual_seed(seed)
+        inject_adapter_in_model(config, unet, adapter_name=name)
     activate(unet, active + [name])
 
 

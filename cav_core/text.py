@@ -35,7 +35,7 @@ def ensure_tokens(base, tokens: Sequence[str]) -> list[int]:
     if new:
         tokenizer.add_tokens(new)
     if len(tokenizer) > encoder.get_input_embeddings().num_embeddings:
-        encoder.resize_token_embeddings(len(tokenizer))
+        encoder.resize_token_embeddings(len(tokenizer), mean_resizing=False)
         encoder.get_input_embeddings().requires_grad_(False)
     ids = tokenizer.convert_tokens_to_ids(list(tokens))
     for token in tokens:

@@ -298,7 +298,8 @@ def train_absorber(base, frames: np.ndarray, settings: AbsorberSettings,
         stack.enter_context(on_device(base.text_encoder, device))
         stack.callback(adapters.remove_adapters, unet)
         if settings.uses_slora:
-            adapters.inject_lora(unet, _ABSORBER_ADAPTER, spatial_targets(unet), settings.rank, settings.rank)
+            adapters.inject_lora(unet, _ABSORBER_ADAPTER, spatial_targets(unet), settings.rank, settings.rank,
+                                 seed=settings.seed)
             lora_params = [p for n, p in unet.named_parameters() if _ABSORBER_ADAPTER in n]
             groups.append({"params": lora_params, "lr": settings.lr})
             params += lora_params
@@ -374,7 +375,7 @@ def train_motion(base, frames: np.ndarray, settings: MotionSettings, absorber: A
         adapters.inject_lora(unet, _MOTION_ADAPTER,
                              temporal_targets(unet, settings.include_transformer_in,
                                               settings.include_feed_forward),
-                             settings.rank, alpha)
+                             settings.rank, alpha, seed=settings.seed)
         for name, p in unet.named_parameters():
             p.requires_grad_(_MOTION_ADAPTER in name)
         params = [p for p in unet.parameters() if p.requires_grad]

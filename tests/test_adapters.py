@@ -1,0 +1,110 @@
+import json
+import os
+
+import pytest
+import torch
+
+from cav_core import adapters
+from cav_core.adapter_file import (AdapterFile, TokenEmbeddings, check_adapter_fits, load_adapter_file,
+                                   save_adapter_file)
+from cav_core.adapters import TEMPORAL, LoraWeights, applied_loras
+from cav_core.errors import CavError
+from cav_core.targeting import temporal_targets
+
+
+def random_lora(unet, seed: int, rank: int = 2, role: str = TEMPORAL, targets=None) -> LoraWeights:
+    """A LoRA with non-zero A and B, made through peft on the real target layers."""
+    g = torch.Generator().manual_seed(seed)
+    adapters.inject_lora(unet, "tmp", targets or temporal_targets(unet), rank, float(rank))
+    lora = adapters.extract_lora(unet, "tmp", role, rank, float(rank))
+    adapters.remove_adapters(unet)
+    return LoraWeights(role, rank, float(rank),
+                       {k: torch.randn(v.shape, generator=g) * 0.2 for k, v in lora.tensors.items()})
+
+
+def _out(unet):
+    g = torch.Generator().manual_seed(1)
+    x, text = torch.randn(1, 4, 4, 8, 8, generator=g), torch.randn(1, 24, 16, generator=g)
+    with torch.no_grad():
+        return unet(x, torch.tensor([300]), text).sample
+
+
+def _state(unet):
+    return {k: v.clone() for k, v in unet.state_dict().items()}
+
+
+def test_stacking_equals_weighted_sum_of_deltas(tiny_base):
+    unet = tiny_base.unet
+    a, b = random_lora(unet, 1), random_lora(unet, 2)
+    # Reference: the base with w_a * delta_a + w_b * delta_b added by hand.
+    before = _state(unet)
+    modules = dict(unet.named_modules())
+    with torch.no_grad():
+        for t in a.targets:
+            modules[t].weight += 0.7 * a.delta(t) + -0.4 * b.delta(t)
+    expected = _out(unet)
+    unet.load_state_dict(before)
+    with applied_loras(unet, [(a, 0.7), (b, -0.4)], fuse=False):  # peft layers, both active
+        unfused = _out(unet)
+    with applied_loras(unet, [(a, 0.7), (b, -0.4)], fuse=True):
+        fused = _out(unet)
+    assert torch.allclose(unfused, expected, atol=1e-5)
+    assert torch.allclose(fused, unfused, atol=1e-5)
+    assert not torch.allclose(expected, _out(unet), atol=1e-3)  # the LoRAs did something
+    after = unet.state_dict()
+    assert after.keys() == before.keys()
+    assert all(torch.equal(after[k], before[k]) for k in before)  # restored bit for bit
+
+
+def test_save_load_round_trip_exact(tiny_base, tmp_path):
+    lora = random_lora(tiny_base.unet, 3)
+    ti = TokenEmbeddings(("<cav-ref>",), torch.randn(1, 16))
+    adapter = AdapterFile(tiny_base.name, tiny_base.fingerprint, temporal=lora, textual_inversion=ti,
+                          training={"steps": 5, "prompt": "a red square"})
+    path = save_adapter_file(tmp_path / "m.safetensors", adapter)
+    loaded = load_adapter_file(path)
+    assert loaded.temporal.tensors.keys() == lora.tensors.keys()
+    assert all(torch.equal(loaded.temporal.tensors[k], v) for k, v in lora.tensors.items())
+    assert (loaded.temporal.rank, loaded.temporal.alpha) == (2, 2.0)
+    assert torch.equal(loaded.textual_inversion.vectors, ti.vectors)
+    assert loaded.spatial is None and loaded.training["prompt"] == "a red square"
+    info = loaded.describe()
+    assert info["kinds"] == ["temporal", "textual_inversion"]
+    assert info["base"] == {"name": tiny_base.name, "fingerprint": tiny_base.fingerprint}
+    assert info["temporal"]["layers"] == len(lora.targets) and info["created"]
+    json.dumps(info)
+    check_adapter_fits(loaded, tiny_base)
+    assert os.listdir(tmp_path) == ["m.safetensors"]  # no temp file left
+
+
+def test_lora_from_another_base_is_refused_naming_both(tiny_base, tmp_path):
+    from cav_core.base_model import load_base
+    from conftest import build_tiny_base_folder
+
+    other = load_base(build_tiny_base_folder(str(tmp_path / "wide"), cross_dim=32))
+    lora = random_lora(other.unet, 4)
+    path = save_adapter_file(tmp_path / "o.safetensors", AdapterFile("wide", other.fingerprint, temporal=lora))
+    with pytest.raises(CavError, match=f"trained on base 'wide'.*loaded base is {tiny_base.name}"):
+        check_adapter_fits(load_adapter_file(path), tiny_base)
+    # Even with a forged fingerprint, shapes are checked before peft sees them (cross-attention
+    # projections differ with the text width; temporal ones would not).
+    from cav_core.adapters import SPATIAL
+    from cav_core.targeting import spatial_targets
+
+    spatial = random_lora(other.unet, 5, role=SPATIAL, targets=spatial_targets(other.unet))
+    forged = AdapterFile("x", tiny_base.fingerprint, spatial=spatial)
+    with pytest.raises(CavError, match="shapes"):
+        check_adapter_fits(forged, tiny_base)
+
+
+def test_non_adapter_files_are_refused(tmp_path):
+    from safetensors.torch import save_file
+
+    save_file({"w": torch.zeros(2)}, tmp_path / "image_lora.safetensors")
+    with pytest.raises(CavError, match="not a Customize-A-Video adapter"):
+        load_adapter_file(tmp_path / "image_lora.safetensors")
+    (tmp_path / "junk.safetensors").write_bytes(b"not safetensors at all")
+    with pytest.raises(CavError, match="not a readable safetensors"):
+        load_adapter_file(tmp_path / "junk.safetensors")
+    with pytest.raises(CavError, match="not found"):
+        load_adapter_file(tmp_path / "missing.safetensors")

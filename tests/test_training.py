@@ -1,0 +1,142 @@
+import os
+
+import numpy as np
+import pytest
+import torch
+
+from cav_core.errors import CavError, NonFiniteLoss, TrainingInterrupted
+from cav_core.training import (AbsorberSettings, Hooks, MotionSettings, train_absorber, train_customization,
+                               train_motion)
+
+
+def _snapshot(*modules):
+    return [{k: v.clone() for k, v in m.state_dict().items()} for m in modules]
+
+
+def _same(a, b):
+    return all(x.keys() == y.keys() and all(torch.equal(x[k], y[k]) for k in x) for x, y in zip(a, b))
+
+
+def test_absorber_dual_learns_only_its_params(tiny_base, clip_frames):
+    before = _snapshot(tiny_base.unet, tiny_base.vae, tiny_base.text_encoder)
+    vocab = len(tiny_base.tokenizer)
+    table_before = tiny_base.text_encoder.get_input_embeddings().weight.detach().clone()
+    absorber = train_absorber(tiny_base, clip_frames,
+                              AbsorberSettings(kind="dual", prompt="a red square", steps=3, lr=1e-2, ti_lr=0.1))
+    assert absorber.spatial is not None and absorber.textual_inversion is not None
+    assert absorber.textual_inversion.tokens == ("<cav-ref>",)
+    assert any(v.abs().sum() > 0 for k, v in absorber.spatial.tensors.items() if "lora_B" in k)
+    assert len(absorber.losses) == 3
+    # The base is unchanged except for the embedding table gaining the placeholder row.
+    after = _snapshot(tiny_base.unet, tiny_base.vae)
+    assert _same(before[:2], after)
+    table = tiny_base.text_encoder.get_input_embeddings().weight
+    assert torch.equal(table[:vocab], table_before[:vocab])
+    assert not any(type(m).__name__.startswith("Linear") and hasattr(m, "lora_A")
+                   for m in tiny_base.unet.modules())
+
+
+def test_absorber_kinds(tiny_base, clip_frames):
+    none = train_absorber(tiny_base, clip_frames, AbsorberSettings(kind="none"))
+    assert none.spatial is None and none.textual_inversion is None
+    ti = train_absorber(tiny_base, clip_frames, AbsorberSettings(kind="ti", steps=2))
+    assert ti.spatial is None and ti.textual_inversion.vectors.shape == (1, 16)
+    slora = train_absorber(tiny_base, clip_frames, AbsorberSettings(kind="slora", steps=2))
+    assert slora.textual_inversion is None and all(".attentions." in t for t in slora.spatial.targets)
+    with pytest.raises(CavError, match="absorber kind"):
+        AbsorberSettings(kind="lora").validate()
+    with pytest.raises(CavError, match="crop range"):
+        AbsorberSettings(crop_range=(0.8, 0.3)).validate()
+
+
+def test_motion_stage_trains_only_the_tlora(tiny_base, clip_frames):
+    absorber = train_absorber(tiny_base, clip_frames, AbsorberSettings(kind="dual", steps=2, lr=1e-2))
+    before = _snapshot(tiny_base.unet, tiny_base.vae, tiny_base.text_encoder)
+    spatial_before = {k: v.clone() for k, v in absorber.spatial.tensors.items()}
+    lora, losses = train_motion(tiny_base, clip_frames,
+                                MotionSettings(prompt="a red square moving right", steps=3, lr=1e-2),
+                                absorber)
+    assert len(losses) == 3 and all(np.isfinite(losses))
+    assert all(".temp_attentions." in t or t.startswith("transformer_in.") for t in lora.targets)
+    assert any(v.abs().sum() > 0 for k, v in lora.tensors.items() if "lora_B" in k)  # it learned
+    assert _same(before, _snapshot(tiny_base.unet, tiny_base.vae, tiny_base.text_encoder))
+    assert all(torch.equal(absorber.spatial.tensors[k], v) for k, v in spatial_before.items())
+
+
+def test_debiased_loss_option_runs_and_differs(tiny_base, clip_frames):
+    plain = train_motion(tiny_base, clip_frames, MotionSettings(prompt="a square", steps=1))[1]
+    debiased = train_motion(tiny_base, clip_frames, MotionSettings(prompt="a square", steps=1, loss="debiased"))[1]
+    assert debiased[0] > plain[0]  # same noise, plus a non-negative second term
+
+
+def _settings(steps=4):
+    return (AbsorberSettings(kind="dual", prompt="a red square", steps=3, lr=1e-2),
+            MotionSettings(prompt="a red square moving right", steps=steps, lr=1e-2))
+
+
+@pytest.mark.parametrize("stop_stage,stop_step", [("absorber", 2), ("motion", 3)])
+def test_resume_equals_uninterrupted(tiny_base, clip_frames, tmp_path, stop_stage, stop_step):
+    full = train_customization(tiny_base, clip_frames, *_settings()).adapter
+    ckpt = str(tmp_path / "run.ckpt.safetensors")
+    seen = []
+
+    def stop():
+        return bool(seen) and seen[-1] == (stop_stage, stop_step)
+
+    hooks = Hooks(on_progress=lambda p: seen.append((p.stage, p.step)), should_stop=stop,
+                  checkpoint_path=ckpt, checkpoint_every=1)
+    with pytest.raises(TrainingInterrupted, match="resume from"):
+        train_customization(tiny_base, clip_frames, *_settings(), hooks=hooks)
+    assert os.path.exists(ckpt)
+    resumed = train_customization(tiny_base, clip_frames, *_settings(),
+                                  hooks=Hooks(checkpoint_path=ckpt, checkpoint_every=1)).adapter
+    for part in ("temporal", "spatial"):
+        a, b = getattr(full, part).tensors, getattr(resumed, part).tensors
+        assert all(torch.equal(a[k], b[k]) for k in a), part
+    assert torch.equal(full.textual_inversion.vectors, resumed.textual_inversion.vectors)
+    assert not os.path.exists(ckpt)  # a finished run removes its checkpoint
+
+
+def test_checkpoint_from_other_settings_is_refused(tiny_base, clip_frames, tmp_path):
+    ckpt = str(tmp_path / "run.ckpt.safetensors")
+    hooks = Hooks(should_stop=lambda: True, checkpoint_path=ckpt, checkpoint_every=1)
+    absorber, motion = _settings()
+    with pytest.raises(TrainingInterrupted):
+        train_customization(tiny_base, clip_frames, absorber, motion,
+                            hooks=Hooks(on_progress=None, should_stop=_after(2), checkpoint_path=ckpt,
+                                        checkpoint_every=1))
+    with pytest.raises(CavError, match="other settings"):
+        train_customization(tiny_base, clip_frames, absorber, MotionSettings(prompt="other", steps=4), hooks=hooks)
+
+
+def _after(n):
+    calls = []
+
+    def stop():
+        calls.append(1)
+        return len(calls) > n
+    return stop
+
+
+def test_nan_loss_stops_with_clear_error(tiny_base, clip_frames, monkeypatch):
+    original = tiny_base.unet.forward
+
+    def poisoned(*args, **kwargs):
+        out = original(*args, **kwargs)
+        out.sample.fill_(float("nan"))
+        return out
+
+    monkeypatch.setattr(tiny_base.unet, "forward", poisoned)
+    with pytest.raises(NonFiniteLoss, match="loss became nan at step 1"):
+        train_motion(tiny_base, clip_frames, MotionSettings(prompt="x", steps=2))
+
+
+def test_bad_frames_and_settings(tiny_base, clip_frames):
+    with pytest.raises(CavError, match="at least 2"):
+        train_motion(tiny_base, clip_frames[:1], MotionSettings(prompt="x", steps=1))
+    with pytest.raises(CavError, match="uint8 RGB"):
+        train_motion(tiny_base, clip_frames.astype(np.float32), MotionSettings(prompt="x", steps=1))
+    with pytest.raises(CavError, match="prompt is empty"):
+        MotionSettings(prompt=" ").validate()
+    with pytest.raises(CavError, match="learning rate"):
+        MotionSettings(prompt="x", lr=0).validate()
