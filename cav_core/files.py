@@ -25,12 +25,15 @@ def atomic_path(path: str | os.PathLike) -> Iterator[str]:
     os.close(fd)
     try:
         yield tmp
+        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; give the file normal permissions
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)
 
 
+_UMASK = os.umask(0)
+os.umask(_UMASK)
 _UNSAFE = re.compile(r"[^A-Za-z0-9._ -]+")
 
 
