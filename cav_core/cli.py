@@ -1,0 +1,248 @@
+"""Headless command line: train, sample, inspect, demo.
+
+User errors print one line and exit with status 2; an interrupt exits with 130 and writes nothing.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+
+from .errors import CavError
+
+
+def _lora_arg(text: str) -> tuple[str, float]:
+    """FILE[:WEIGHT]; the weight is taken only when the part after the last ':' is a number."""
+    path, sep, weight = text.rpartition(":")
+    if sep and path:
+        try:
+            return path, float(weight)
+        except ValueError:
+            pass
+    return text, 1.0
+
+
+def _size_arg(text: str):
+    if "x" in text:
+        w, h = text.lower().split("x", 1)
+        return int(w), int(h)
+    return int(text)
+
+
+class _Bar:
+    """A one-line progress display on stderr (tqdm when present)."""
+
+    def __init__(self, quiet: bool):
+        self.quiet, self.bars = quiet, {}
+
+    def training(self, progress) -> None:
+        if self.quiet:
+            return
+        bar = self._bar(progress.stage, progress.total)
+        bar.update(progress.step - bar.n)
+        bar.set_postfix(loss=f"{progress.loss:.4f}")
+        if progress.step == progress.total:
+            bar.close()
+
+    def sampling(self, step: int, total: int) -> None:
+        if self.quiet:
+            return
+        bar = self._bar("sampling", total, fresh=step == 1)
+        bar.update(step - bar.n)
+        if step == total:
+            bar.close()
+
+    def _bar(self, name: str, total: int, fresh: bool = False):
+        from tqdm.auto import tqdm
+
+        if fresh or name not in self.bars:
+            self.bars[name] = tqdm(total=total, desc=name, file=sys.stderr, leave=True, dynamic_ncols=True)
+        return self.bars[name]
+
+
+def _video_options(args, size):
+    from .video_io import VideoOptions
+
+    return VideoOptions(max_frames=args.frames, skip_first=args.skip_first, every_nth=args.every_nth,
+                        target_fps=args.fps, size=size)
+
+
+def cmd_train(args) -> None:
+    from .adapter_file import save_adapter_file
+    from .base_model import load_base
+    from .training import AbsorberSettings, ComputeSettings, Hooks, MotionSettings, train_customization
+    from .video_io import read_video
+
+    if not args.out.endswith(".safetensors"):
+        raise CavError("--out must name a .safetensors file")
+    if args.resume and not os.path.isfile(args.resume):
+        raise CavError(f"--resume {args.resume}: no such checkpoint")
+    base = load_base(args.base)
+    size = args.size or base.default_size
+    video = read_video(args.video, _video_options(args, size))
+    absorber = AbsorberSettings(kind=args.absorber, prompt=args.appearance_prompt or args.prompt,
+                                steps=args.absorber_steps, rank=args.rank, lr=args.absorber_lr,
+                                seed=args.seed)
+    motion = MotionSettings(prompt=args.prompt, steps=args.steps, lr=args.lr, rank=args.rank, seed=args.seed,
+                            loss=args.loss, include_feed_forward=args.feed_forward)
+    compute = ComputeSettings(device=args.device, mixed_precision=args.mixed_precision,
+                              gradient_checkpointing=args.gradient_checkpointing)
+    bar = _Bar(args.quiet)
+    hooks = Hooks(on_progress=bar.training, checkpoint_path=args.resume or args.out + ".ckpt",
+                  checkpoint_every=args.checkpoint_every)
+    result = train_customization(base, video.frames, absorber, motion, compute, hooks)
+    save_adapter_file(args.out, result.adapter)
+    print(args.out)
+
+
+def cmd_sample(args) -> None:
+    from .adapter_file import check_adapter_fits, load_adapter_file
+    from .base_model import load_base
+    from .sampling import Appearance, SampleSettings, sample_video
+    from .text import with_placeholder
+    from .video_io import VideoOptions, read_video, write_video
+
+    base = load_base(args.base)
+    motion = []
+    for text in args.lora:
+        path, weight = _lora_arg(text)
+        adapter = load_adapter_file(path)
+        check_adapter_fits(adapter, base, path)
+        if adapter.temporal is None:
+            raise CavError(f"{path} holds no motion (temporal) LoRA")
+        motion.append((adapter.temporal, weight))
+    appearance, prompt = None, args.prompt
+    if args.appearance_lora:
+        path, weight = _lora_arg(args.appearance_lora)
+        adapter = load_adapter_file(path)
+        check_adapter_fits(adapter, base, path)
+        if adapter.spatial is None and adapter.textual_inversion is None:
+            raise CavError(f"{path} holds no appearance (S-LoRA or textual inversion)")
+        appearance = Appearance(adapter.spatial, adapter.textual_inversion, weight)
+        if adapter.textual_inversion is not None:
+            prompt = with_placeholder(prompt, adapter.textual_inversion.tokens)
+    reference = None
+    if args.noise_prior > 0:
+        if not args.reference:
+            raise CavError("--noise-prior needs --reference VIDEO")
+        reference = read_video(args.reference, VideoOptions(max_frames=0)).frames
+    settings = SampleSettings(prompt=prompt, negative=args.negative, seed=args.seed, steps=args.steps,
+                              cfg=args.cfg, frames=args.frames, size=args.size, scheduler=args.scheduler,
+                              noise_prior=args.noise_prior)
+    bar = _Bar(args.quiet)
+    frames = sample_video(base, settings, motion, appearance, device=args.device, on_step=bar.sampling,
+                          reference_frames=reference)
+    write_video(args.out, frames, args.out_fps or base.default_fps)
+    print(args.out)
+
+
+def cmd_inspect(args) -> None:
+    from .adapter_file import load_adapter_file
+
+    info = load_adapter_file(args.file).describe()
+    if not args.targets:
+        for part in ("temporal", "spatial"):
+            if part in info:
+                info[part].pop("targets")
+    print(json.dumps(info, indent=2))
+
+
+def cmd_demo(args) -> None:
+    from .demo import run_demo
+
+    run_demo(args.out, quick=args.quick, quiet=args.quiet)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m cav_core",
+                                description="Customize-A-Video: one-shot motion customization of text-to-video models")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    t = sub.add_parser("train", help="learn a motion (T-LoRA, after an appearance absorber) from one video")
+    t.add_argument("--base", required=True, help="diffusers text-to-video folder, or 'toy'")
+    t.add_argument("--video", required=True, help="reference clip (mp4/webm/mov/avi/mkv/gif/webp)")
+    t.add_argument("--prompt", required=True, help="caption of the whole reference video")
+    t.add_argument("--appearance-prompt", help="what the frames look like, no motion words (default: --prompt)")
+    t.add_argument("--absorber", default="dual", choices=["none", "slora", "ti", "dual"])
+    t.add_argument("--absorber-steps", type=int, default=150)
+    t.add_argument("--absorber-lr", type=float, default=1e-4)
+    t.add_argument("--steps", type=int, default=300, help="T-LoRA steps")
+    t.add_argument("--rank", type=int, default=4)
+    t.add_argument("--lr", type=float, default=5e-4)
+    t.add_argument("--loss", default="mse", choices=["mse", "debiased"],
+                   help="debiased = MotionDirector's appearance-debiased temporal loss")
+    t.add_argument("--feed-forward", action="store_true", help="also adapt the temporal feed-forward layers")
+    t.add_argument("--frames", type=int, default=16, help="frames taken from the video (cap)")
+    t.add_argument("--skip-first", type=int, default=0)
+    t.add_argument("--every-nth", type=int, default=1)
+    t.add_argument("--fps", type=float, default=0.0, help="resample the video to this rate first")
+    t.add_argument("--size", type=_size_arg, help="side or WxH (default: the base's native size)")
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--resume", help="checkpoint to continue from (default: OUT.ckpt when present)")
+    t.add_argument("--checkpoint-every", type=int, default=50)
+    t.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: cuda when available)")
+    t.add_argument("--mixed-precision", default="no", choices=["no", "bf16", "fp16"])
+    t.add_argument("--gradient-checkpointing", action="store_true")
+    t.add_argument("--out", required=True, help="adapter file to write (.safetensors)")
+    t.add_argument("--quiet", action="store_true")
+    t.set_defaults(func=cmd_train)
+
+    s = sub.add_parser("sample", help="generate a video with zero or more motion LoRAs")
+    s.add_argument("--base", required=True)
+    s.add_argument("--lora", action="append", default=[], metavar="FILE[:WEIGHT]",
+                   help="motion LoRA, repeatable; weights add their deltas")
+    s.add_argument("--appearance-lora", metavar="FILE[:WEIGHT]",
+                   help="adapter file whose S-LoRA / textual inversion to apply for appearance")
+    s.add_argument("--prompt", required=True)
+    s.add_argument("--negative", default="")
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--steps", type=int, default=25)
+    s.add_argument("--cfg", type=float, default=7.5)
+    s.add_argument("--frames", type=int)
+    s.add_argument("--size", type=_size_arg)
+    s.add_argument("--scheduler", default="ddim", choices=["ddim", "dpm++", "euler"])
+    s.add_argument("--noise-prior", type=float, default=0.0, help="0..0.5, needs --reference")
+    s.add_argument("--reference", help="reference video for --noise-prior")
+    s.add_argument("--device")
+    s.add_argument("--out-fps", type=float, default=0.0)
+    s.add_argument("--out", required=True, help=".mp4, .webm, .gif or .webp")
+    s.add_argument("--quiet", action="store_true")
+    s.set_defaults(func=cmd_sample)
+
+    i = sub.add_parser("inspect", help="print an adapter file's metadata as JSON")
+    i.add_argument("file")
+    i.add_argument("--targets", action="store_true", help="list every adapted layer")
+    i.set_defaults(func=cmd_inspect)
+
+    d = sub.add_parser("demo", help="one-shot demo on the bundled shapes-world model")
+    d.add_argument("--out", required=True, help="folder for the reference, samples, LoRA and plots")
+    d.add_argument("--quick", action="store_true", help="few steps (a smoke run, as in CI)")
+    d.add_argument("--quiet", action="store_true")
+    d.set_defaults(func=cmd_demo)
+    return p
+
+
+def _quiet_libraries() -> None:
+    """Our own progress lines only: silence the libraries' per-file loading bars and notices."""
+    import diffusers
+    import transformers
+
+    transformers.utils.logging.disable_progress_bar()
+    transformers.utils.logging.set_verbosity_error()
+    diffusers.utils.logging.disable_progress_bar()
+    diffusers.utils.logging.set_verbosity_error()
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    _quiet_libraries()
+    try:
+        args.func(args)
+    except CavError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted: nothing was written (a checkpoint, if any, allows --resume)", file=sys.stderr)
+        return 130
+    return 0
