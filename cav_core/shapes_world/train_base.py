@@ -173,11 +173,72 @@ def train(args) -> None:
     export(args.out, tokenizer, text_encoder, vae, unet, scaling, args, step, log)
 
 
+def train_decoder(args) -> None:
+    """Phase 3: sharpen the VAE decoder with the encoder frozen.
+
+    The encoder (and so every latent the UNet learns from) is fixed after phase 1, so this phase
+    depends only on phase 1 and may run beside phase 2. Resumable like the others.
+    """
+    torch.set_num_threads(args.threads)
+    tensors = load_file(os.path.join(args.work, "checkpoint.safetensors"))
+    vae = arch.build_vae()
+    vae.load_state_dict({k[4:]: v for k, v in tensors.items() if k.startswith("vae.")})
+    vae.encoder.requires_grad_(False)
+    vae.quant_conv.requires_grad_(False)
+    params = [p for p in vae.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(params, lr=args.vae_lr, weight_decay=0.0)
+    path = os.path.join(args.work, "decoder.safetensors")
+    step = 0
+    if os.path.exists(path):
+        from safetensors import safe_open
+
+        with safe_open(path, "pt") as f:
+            meta = f.metadata()
+        saved = load_file(path)
+        vae.load_state_dict({k[4:]: v for k, v in saved.items() if k.startswith("vae.")})
+        _load_optimizer_state(opt, saved, json.loads(meta["opt"]), "opt")
+        step = int(meta["step"])
+    start = time.time()
+    while step < args.decoder_steps:
+        lr = args.vae_lr * (0.5 + 0.5 * math.cos(math.pi * step / args.decoder_steps))
+        for group in opt.param_groups:
+            group["lr"] = lr
+        rng = np.random.default_rng([args.seed, 4, step])
+        clips = np.stack([render(random_scene(rng)) for _ in range(args.vae_batch // 4)])
+        frames = _frames_to_tensor(clips[:, rng.choice(arch.FRAMES, 4, replace=False)])
+        with torch.no_grad():
+            latents = vae.encode(frames).latent_dist.mean
+        loss = F.mse_loss(vae.decode(latents).sample, frames)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        step += 1
+        if step % 50 == 0:
+            print(f"decoder step {step}/{args.decoder_steps} recon mse {loss.item():.5f} "
+                  f"({time.time() - start:.0f}s)", flush=True)
+        if step % args.checkpoint_every == 0 or step == args.decoder_steps:
+            ot, om = _optimizer_state(opt, "opt")
+            out = {f"vae.{k}": v for k, v in vae.state_dict().items()}
+            out.update(ot)
+            _atomic_save(out, path, {"step": str(step), "opt": json.dumps(om)})
+
+
+def _decoder_weights(work: str) -> dict | None:
+    path = os.path.join(work, "decoder.safetensors")
+    if not os.path.exists(path):
+        return None
+    return {k[4:]: v for k, v in load_file(path).items() if k.startswith("vae.")}
+
+
 def export(out, tokenizer, text_encoder, vae, unet, scaling, args, step, log) -> None:
     """Write the ModelScope-style diffusers folder (what ``--base toy`` loads)."""
     from diffusers import DDPMScheduler  # noqa: F401  (scheduler class is recorded by name)
 
     os.makedirs(out, exist_ok=True)
+    decoder = _decoder_weights(args.work)
+    if decoder is not None:  # phase 3's sharper decoder; the encoder is the same
+        vae = arch.build_vae()
+        vae.load_state_dict(decoder)
     vae.register_to_config(scaling_factor=scaling)
     unet.save_pretrained(os.path.join(out, "unet"))
     vae.save_pretrained(os.path.join(out, "vae"))
@@ -202,17 +263,21 @@ def main(argv=None) -> None:
     p.add_argument("--work", required=True, help="folder for checkpoints (resumes if one is there)")
     p.add_argument("--out", required=True, help="where the diffusers-format model is written")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--vae-steps", type=int, default=800)
-    p.add_argument("--vae-batch", type=int, default=32)
+    p.add_argument("--vae-steps", type=int, default=500)
+    p.add_argument("--vae-batch", type=int, default=16)
     p.add_argument("--vae-lr", type=float, default=1e-3)
     p.add_argument("--kl-weight", type=float, default=1e-6)
-    p.add_argument("--steps", type=int, default=2400)
+    p.add_argument("--steps", type=int, default=1500)
     p.add_argument("--batch", type=int, default=4)
     p.add_argument("--lr", type=float, default=5e-4)
     p.add_argument("--checkpoint-every", type=int, default=100)
     p.add_argument("--export-every", type=int, default=0)
+    p.add_argument("--decoder-steps", type=int, default=800)
+    p.add_argument("--only-decoder", action="store_true",
+                   help="run phase 3 alone (needs phase 1 done); it may run beside phase 2")
     p.add_argument("--threads", type=int, default=2)
-    train(p.parse_args(argv))
+    args = p.parse_args(argv)
+    train_decoder(args) if args.only_decoder else train(args)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,60 @@
+"""The pack's model folders in ComfyUI's ``folder_paths`` (so extra_model_paths.yaml applies)."""
+from __future__ import annotations
+
+import os
+
+import folder_paths
+
+from . import paths
+
+MOTION_LORA_KEY = "cav_motion_loras"  # extra_model_paths.yaml key; default models/cav_motion_loras
+DIFFUSERS_KEY = "diffusers"
+
+
+def register() -> None:
+    """Add models/cav_motion_loras after any folders extra_model_paths.yaml gave (idempotent).
+
+    The first folder of the key is where new LoRAs are written, so a yaml entry wins.
+    """
+    folder_paths.add_model_folder_path(MOTION_LORA_KEY, os.path.join(folder_paths.models_dir, MOTION_LORA_KEY))
+    folders, _ = folder_paths.folder_names_and_paths[MOTION_LORA_KEY]
+    folder_paths.folder_names_and_paths[MOTION_LORA_KEY] = (folders, {paths.LORA_EXTENSION})
+
+
+def motion_lora_folders() -> list[str]:
+    register()
+    return folder_paths.get_folder_paths(MOTION_LORA_KEY)
+
+
+def motion_lora_names() -> list[str]:
+    register()
+    return folder_paths.get_filename_list(MOTION_LORA_KEY)
+
+
+def motion_lora_path(name: str) -> str:
+    return paths.find_in_folders(motion_lora_folders(), name)
+
+
+def save_folder() -> str:
+    return motion_lora_folders()[0]
+
+
+def diffusers_roots() -> list[str]:
+    return folder_paths.get_folder_paths(DIFFUSERS_KEY)
+
+
+def base_choices() -> list[str]:
+    return paths.base_choices(diffusers_roots())
+
+
+def resolve_base(choice: str) -> str:
+    return paths.resolve_base_choice(choice, diffusers_roots())
+
+
+def reference_choices() -> list[str]:
+    return paths.reference_choices(folder_paths.get_input_directory())
+
+
+def resolve_reference(choice: str) -> str:
+    return paths.resolve_reference_choice(choice, folder_paths.get_input_directory(),
+                                          folder_paths.get_output_directory(), folder_paths.get_temp_directory())

@@ -1,0 +1,144 @@
+"""The immutable values that travel between the pack's nodes (no ComfyUI import).
+
+ComfyUI caches node outputs and may hand the same object to several downstream nodes, so none of
+these is ever changed after creation: a node that "adds" something returns a new value.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from cav_core.adapter_file import AdapterFile, TokenEmbeddings
+from cav_core.adapters import LoraWeights
+from cav_core.errors import CavError
+from cav_core.sampling import Appearance
+from cav_core.training import Absorber
+
+
+@dataclass(frozen=True, eq=False)
+class LoadedBase:
+    """A loaded text-to-video base and the ComfyUI ModelPatcher that manages its device."""
+
+    base: Any  # cav_core.base_model.BaseModel
+    patcher: Any  # comfy.model_patcher.ModelPatcher wrapping unet / vae / text_encoder
+    choice: str  # what the user picked in the loader
+
+    @property
+    def name(self) -> str:
+        return self.base.name
+
+    @property
+    def fingerprint(self) -> str:
+        return self.base.fingerprint
+
+
+def check_same_base(what: str, base_name: str, base_fingerprint: str, loaded: LoadedBase) -> None:
+    """Refuse an adapter made on another base architecture, naming both bases."""
+    if base_fingerprint != loaded.fingerprint:
+        raise CavError(f"{what} was trained on base '{base_name}' (architecture {base_fingerprint}) but the "
+                       f"connected base is {loaded.base.describe}; connect the base it was trained on, "
+                       "or train it again on this base")
+
+
+@dataclass(frozen=True, eq=False)
+class TrainedAbsorber:
+    """Stage-1 result: the appearance absorber and the base it belongs to."""
+
+    absorber: Absorber
+    base_name: str
+    base_fingerprint: str
+    settings: dict = field(default_factory=dict)
+
+    @property
+    def kind(self) -> str:
+        parts = [p for p, v in (("slora", self.absorber.spatial), ("ti", self.absorber.textual_inversion)) if v]
+        return "dual" if len(parts) == 2 else (parts[0] if parts else "none")
+
+
+@dataclass(frozen=True, eq=False)
+class MotionLora:
+    """A motion LoRA (T-LoRA), as trained or read from a file.
+
+    ``adapter`` keeps the absorber it was trained with apart from the motion (spatial LoRA and
+    textual inversion under their own keys), exactly as the adapter file stores it; sampling only
+    ever takes ``adapter.temporal``.
+    """
+
+    name: str
+    adapter: AdapterFile
+    losses: dict = field(default_factory=dict)
+
+    def __post_init__(self):
+        if self.adapter.temporal is None:
+            raise CavError(f"'{self.name}' holds no motion (temporal) LoRA, only "
+                           f"{', '.join(self.adapter.kinds) or 'nothing'}; pick a motion LoRA file")
+
+    @property
+    def temporal(self) -> LoraWeights:
+        return self.adapter.temporal
+
+    def summary(self) -> dict:
+        out = self.adapter.describe()
+        for role in ("temporal", "spatial"):
+            if role in out:
+                out[role] = {k: v for k, v in out[role].items() if k != "targets"}
+        return {"name": self.name, **out}
+
+
+@dataclass(frozen=True, eq=False)
+class StackEntry:
+    name: str
+    lora: LoraWeights
+    strength: float
+    base_name: str
+    base_fingerprint: str
+
+
+@dataclass(frozen=True, eq=False)
+class MotionLoraStack:
+    """Weighted motion LoRAs to add up at sampling; each loader returns a NEW, longer stack."""
+
+    entries: tuple[StackEntry, ...] = ()
+
+    def plus(self, motion: MotionLora, strength: float) -> MotionLoraStack:
+        entry = StackEntry(motion.name, motion.temporal, float(strength), motion.adapter.base_name,
+                           motion.adapter.base_fingerprint)
+        return MotionLoraStack(self.entries + (entry,))
+
+    def weighted(self) -> list[tuple[LoraWeights, float]]:
+        """(LoRA, strength) pairs for the engine; zero strengths are left out (they add nothing)."""
+        return [(e.lora, e.strength) for e in self.entries if e.strength != 0]
+
+    def check_fits(self, loaded: LoadedBase) -> None:
+        for e in self.entries:
+            check_same_base(f"motion LoRA '{e.name}'", e.base_name, e.base_fingerprint, loaded)
+
+    def mix(self) -> list[dict]:
+        """Each entry's name, strength and share of the combined motion (by |strength|)."""
+        total = sum(abs(e.strength) for e in self.entries)
+        return [{"name": e.name, "strength": e.strength,
+                 "share": abs(e.strength) / total if total else 0.0} for e in self.entries]
+
+
+@dataclass(frozen=True, eq=False)
+class AppearanceChoice:
+    """An S-LoRA and/or textual-inversion tokens to apply at sampling, and their base."""
+
+    spatial: LoraWeights | None
+    textual_inversion: TokenEmbeddings | None
+    strength: float
+    base_name: str
+    base_fingerprint: str
+    source: str
+
+    def __post_init__(self):
+        if self.spatial is None and self.textual_inversion is None:
+            raise CavError(f"{self.source} has no S-LoRA and no textual inversion to apply; train the "
+                           "absorber with kind slora, ti or dual, or switch on the part it has")
+
+    @property
+    def tokens(self) -> tuple[str, ...]:
+        return self.textual_inversion.tokens if self.textual_inversion else ()
+
+    def to_engine(self) -> Appearance:
+        return Appearance(self.spatial, self.textual_inversion, self.strength)
