@@ -5,6 +5,8 @@ import os
 
 import folder_paths
 
+from cav_core.adapter_file import AdapterFile, save_adapter_file
+
 from . import paths
 
 MOTION_LORA_KEY = "cav_motion_loras"  # extra_model_paths.yaml key; default models/cav_motion_loras
@@ -37,6 +39,15 @@ def motion_lora_path(name: str) -> str:
 
 def save_folder() -> str:
     return motion_lora_folders()[0]
+
+
+def save_motion_lora(adapter: AdapterFile, name: str, overwrite: bool) -> str:
+    """Write ``adapter`` atomically into the first motion-LoRA folder; return its list name."""
+    folder = save_folder()
+    os.makedirs(folder, exist_ok=True)
+    path = paths.save_path(folder, name, overwrite)
+    save_adapter_file(path, adapter)
+    return os.path.relpath(path, folder).replace(os.sep, "/")
 
 
 def diffusers_roots() -> list[str]:

@@ -1,0 +1,77 @@
+"""Comparison methods for the evaluation (not used by the product's training path).
+
+``train_motiondirector``: MotionDirector-style joint training (arXiv 2310.08465) at the same rank:
+a spatial LoRA learns from one random frame per step (temporal layers bypassed) while a temporal
+LoRA learns from the whole clip with the appearance-debiased loss; at inference only the temporal
+LoRA is used, as in the paper. Each step does two backward passes so that the spatial LoRA is
+shaped by the spatial loss only and the temporal LoRA by the temporal loss only.
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from . import adapters
+from .adapters import TEMPORAL, LoraWeights
+from .compute import on_device
+from .latents import encode_frames
+from .targeting import spatial_targets, temporal_layers_bypassed, temporal_targets
+from .text import encode_prompts
+from .training import ComputeSettings, MotionSettings, _debiased_loss, _diffusion_target, _generator, _noise_scheduler
+
+
+def train_motiondirector(base, frames: np.ndarray, settings: MotionSettings, spatial_lr: float = 1e-4,
+                         compute: ComputeSettings = ComputeSettings()) -> tuple[LoraWeights, list[float]]:
+    settings.validate()
+    device, unet = compute.torch_device, base.unet
+    scheduler = _noise_scheduler(base)
+    rank = settings.rank
+    with on_device(base.vae, device):
+        latents = encode_frames(base.vae, frames).permute(1, 0, 2, 3).unsqueeze(0).to(device)
+    with on_device(base.text_encoder, device), torch.no_grad():
+        text = encode_prompts(base, [settings.prompt], device)
+    losses: list[float] = []
+    with on_device(unet, device):
+        try:
+            adapters.inject_lora(unet, "md_spatial", spatial_targets(unet), rank, rank, seed=settings.seed)
+            adapters.inject_lora(unet, "md_temporal", temporal_targets(unet), rank, rank, seed=settings.seed)
+            spatial = [p for n, p in unet.named_parameters() if "md_spatial" in n]
+            temporal = [p for n, p in unet.named_parameters() if "md_temporal" in n]
+            for p in unet.parameters():
+                p.requires_grad_(False)
+            opt = torch.optim.AdamW([{"params": spatial, "lr": spatial_lr},
+                                     {"params": temporal, "lr": settings.lr}], weight_decay=0.0)
+            for step in range(settings.steps):
+                g = _generator(settings.seed, 3, step)
+                opt.zero_grad(set_to_none=True)
+                # spatial path: one random frame, a per-frame image model
+                k = int(torch.randint(0, latents.shape[2], (1,), generator=g))
+                frame = latents[:, :, k:k + 1]
+                noise = torch.randn(frame.shape, generator=g).to(device)
+                t = torch.randint(0, scheduler.config.num_train_timesteps, (1,), generator=g).to(device)
+                for p in spatial:
+                    p.requires_grad_(True)
+                with temporal_layers_bypassed(unet):
+                    pred = unet(scheduler.add_noise(frame, noise, t), t, text).sample
+                spatial_loss = F.mse_loss(pred, _diffusion_target(scheduler, frame, noise, t))
+                spatial_loss.backward()
+                for p in spatial:
+                    p.requires_grad_(False)
+                # temporal path: the whole clip, debiased loss, spatial LoRA active but frozen here
+                for p in temporal:
+                    p.requires_grad_(True)
+                noise = torch.randn(latents.shape, generator=g).to(device)
+                t = torch.randint(0, scheduler.config.num_train_timesteps, (1,), generator=g).to(device)
+                pred = unet(scheduler.add_noise(latents, noise, t), t, text).sample
+                temporal_loss = _debiased_loss(pred, _diffusion_target(scheduler, latents, noise, t), g)
+                temporal_loss.backward()
+                for p in temporal:
+                    p.requires_grad_(False)
+                torch.nn.utils.clip_grad_norm_(spatial + temporal, 1.0)
+                opt.step()
+                losses.append(float(temporal_loss.detach()))
+            lora = adapters.extract_lora(unet, "md_temporal", TEMPORAL, rank, rank)
+        finally:
+            adapters.remove_adapters(unet)
+    return lora, losses

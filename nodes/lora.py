@@ -1,0 +1,160 @@
+"""Motion LoRA files and stacks: load (chainable), stack with weights, save, inspect."""
+from __future__ import annotations
+
+import json
+import os
+
+from comfy_api.latest import io, ui
+
+from cav_core.adapter_file import load_adapter_file
+from cav_core.errors import CavError
+
+from . import folders, host, types
+from .values import MotionLora, MotionLoraStack
+
+STACK_SLOTS = 3
+
+
+def _strength(id: str, tooltip: str) -> io.Float.Input:
+    return io.Float.Input(id, default=1.0, min=-2.0, max=2.0, step=0.05, tooltip=tooltip)
+
+
+def stack_ui(stack: MotionLoraStack) -> dict:
+    """What the pack's frontend extension draws on the node: each LoRA's strength and share."""
+    return {"cav_stack": stack.mix(),
+            "text": ["\n".join(f"{e['name']}: {e['strength']:+.2f} ({e['share']:.0%})" for e in stack.mix())
+                     or "empty stack"]}
+
+
+def read_motion_lora(file_name: str) -> MotionLora:
+    """Call inside ``host.engine_call()`` (tensors must not be inference tensors)."""
+    path = folders.motion_lora_path(file_name)
+    return MotionLora(name=os.path.splitext(os.path.basename(path))[0], adapter=load_adapter_file(path))
+
+
+class LoadMotionLora(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="CAV_LoadMotionLora",
+            display_name=types.display_name("Load Motion LoRA"),
+            category=types.CATEGORY,
+            description="Reads a motion LoRA from models/cav_motion_loras and adds it, with a strength, to "
+                        "a motion-LoRA stack. Chain several loaders to combine motions.",
+            inputs=[
+                io.Combo.Input("lora_name", options=folders.motion_lora_names(),
+                               tooltip="A .safetensors file in models/cav_motion_loras (or a cav_motion_loras "
+                                       "path of extra_model_paths.yaml), as saved by Train Motion T-LoRA or "
+                                       "Save Motion LoRA."),
+                _strength("strength", "How strongly this motion is applied (its delta is scaled by it; "
+                                      "negative values push away from the motion)."),
+                types.MotionLoraStack.Input("stack", optional=True,
+                                            tooltip="A stack to extend (from another loader or a stack node)."),
+            ],
+            outputs=[
+                types.MotionLoraStack.Output(display_name="stack",
+                                             tooltip="The incoming stack plus this LoRA, for Sample Video."),
+                types.MotionLora.Output(display_name="motion_lora",
+                                        tooltip="The file's content, for Inspect or Apply Appearance."),
+            ],
+        )
+
+    @classmethod
+    def fingerprint_inputs(cls, lora_name: str, **_) -> str:
+        """Re-read when the file changes on disk."""
+        try:
+            path = folders.motion_lora_path(lora_name)
+            return f"{path}:{os.path.getmtime(path)}:{os.path.getsize(path)}"
+        except (CavError, OSError):
+            return f"missing:{lora_name}"
+
+    @classmethod
+    def execute(cls, lora_name: str, strength: float, stack: MotionLoraStack | None = None) -> io.NodeOutput:
+        with host.engine_call():
+            motion = read_motion_lora(lora_name)
+        out = (stack or MotionLoraStack()).plus(motion, strength)
+        return io.NodeOutput(out, motion, ui=stack_ui(out))
+
+
+class MotionLoraStackNode(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        inputs = [
+            types.MotionLora.Input("motion_lora_1", tooltip="A motion LoRA (Train Motion T-LoRA or Load Motion LoRA)."),
+            _strength("strength_1", "Strength of motion_lora_1."),
+        ]
+        for i in range(2, STACK_SLOTS + 1):
+            inputs += [types.MotionLora.Input(f"motion_lora_{i}", optional=True,
+                                              tooltip=f"Optional motion LoRA number {i} to combine."),
+                       _strength(f"strength_{i}", f"Strength of motion_lora_{i} (ignored when not connected).")]
+        inputs.append(types.MotionLoraStack.Input("stack", optional=True,
+                                                  tooltip="A stack to extend (chain stack nodes or loaders)."))
+        return io.Schema(
+            node_id="CAV_MotionLoraStack",
+            display_name=types.display_name("Motion LoRA Stack"),
+            category=types.CATEGORY,
+            description="Combines up to three motion LoRAs with weights (their deltas are added), e.g. a "
+                        "zigzag and a figure eight. The node shows each strength and the resulting mix.",
+            inputs=inputs,
+            outputs=[types.MotionLoraStack.Output(display_name="stack",
+                                                  tooltip="The combined motion LoRAs, for Sample Video.")],
+        )
+
+    @classmethod
+    def execute(cls, motion_lora_1: MotionLora, strength_1: float, strength_2: float = 1.0,
+                strength_3: float = 1.0, motion_lora_2: MotionLora | None = None,
+                motion_lora_3: MotionLora | None = None, stack: MotionLoraStack | None = None) -> io.NodeOutput:
+        out = stack or MotionLoraStack()
+        for motion, strength in ((motion_lora_1, strength_1), (motion_lora_2, strength_2),
+                                 (motion_lora_3, strength_3)):
+            if motion is not None:
+                out = out.plus(motion, strength)
+        return io.NodeOutput(out, ui=stack_ui(out))
+
+
+class SaveMotionLora(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="CAV_SaveMotionLora",
+            display_name=types.display_name("Save Motion LoRA"),
+            category=types.CATEGORY,
+            description="Writes a motion LoRA (safetensors with metadata; the absorber it was trained with is "
+                        "kept apart in the same file) to models/cav_motion_loras.",
+            inputs=[
+                types.MotionLora.Input("motion_lora", tooltip="The motion LoRA to save."),
+                io.String.Input("name", default="my_motion",
+                                tooltip="File name (reduced to a safe name without folders; .safetensors added)."),
+                io.Boolean.Input("overwrite", default=False,
+                                 tooltip="Replace a file of the same name; otherwise a number is added."),
+            ],
+            outputs=[io.String.Output(display_name="saved_file",
+                                      tooltip="The file name in the motion-LoRA folder.")],
+            is_output_node=True,
+        )
+
+    @classmethod
+    def execute(cls, motion_lora: MotionLora, name: str, overwrite: bool) -> io.NodeOutput:
+        with host.engine_call():
+            saved = folders.save_motion_lora(motion_lora.adapter, name, overwrite)
+        return io.NodeOutput(saved, ui=ui.PreviewText(f"saved {saved} in {folders.save_folder()}"))
+
+
+class InspectMotionLora(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="CAV_InspectMotionLora",
+            display_name=types.display_name("Inspect Motion LoRA"),
+            category=types.CATEGORY,
+            description="Shows what a motion LoRA holds: base, rank, layers, the absorber kept with it and "
+                        "the training settings.",
+            inputs=[types.MotionLora.Input("motion_lora", tooltip="The motion LoRA to describe.")],
+            outputs=[io.String.Output(display_name="info", tooltip="The description as JSON text.")],
+            is_output_node=True,
+        )
+
+    @classmethod
+    def execute(cls, motion_lora: MotionLora) -> io.NodeOutput:
+        info = json.dumps(motion_lora.summary(), indent=1, sort_keys=True, default=str)
+        return io.NodeOutput(info, ui=ui.PreviewText(info))

@@ -1,0 +1,208 @@
+"""Training nodes: stage 1 appearance absorber, stage 2 motion T-LoRA (the paper's order)."""
+from __future__ import annotations
+
+import os
+from dataclasses import asdict
+
+import numpy as np
+from comfy_api.latest import io, ui
+
+from cav_core.adapter_file import AdapterFile
+from cav_core.errors import CavError
+from cav_core.training import (ABSORBER_KINDS, MOTION_LOSSES, AbsorberSettings, ComputeSettings, Hooks,
+                               MotionSettings, train_absorber, train_motion)
+
+from . import folders, host, paths, types
+from .convert import image_batch_to_frames, loss_graph
+from .values import LoadedBase, MotionLora, TrainedAbsorber, check_same_base
+
+SEED_MAX = 2**31 - 1
+
+
+def size_multiple(base) -> int:
+    """Frame sides must be multiples of this for the base's VAE and UNet down-sampling."""
+    return base.vae_scale_factor * 2 ** (len(base.unet.config.block_out_channels) - 1)
+
+
+def check_frame_size(base, height: int, width: int, what: str) -> None:
+    m = size_multiple(base)
+    if height % m or width % m:
+        raise CavError(f"{what} is {width}x{height}, but {base.name} needs sides that are multiples of {m}; "
+                       f"set width and height (e.g. {base.default_size}x{base.default_size}) on the node")
+
+
+def reference_frames(loaded: LoadedBase, reference) -> np.ndarray:
+    frames = image_batch_to_frames(reference, "reference")
+    check_frame_size(loaded.base, frames.shape[1], frames.shape[2], "the reference video")
+    return frames
+
+
+def compute_for(loaded: LoadedBase, device) -> ComputeSettings:
+    return ComputeSettings(device=str(device), mixed_precision=host.mixed_precision_for(device, loaded.base.unet.dtype))
+
+
+def final_loss(losses) -> str:
+    tail = [v for v in list(losses)[-10:] if np.isfinite(v)]
+    return f"{np.mean(tail):.4g}" if tail else "n/a"
+
+
+def _seed(tooltip: str) -> io.Int.Input:
+    # Training seeds stay fixed after a run (no randomize widget), so re-queueing reuses the cache.
+    return io.Int.Input("seed", default=0, min=0, max=SEED_MAX, control_after_generate=False, tooltip=tooltip)
+
+
+class TrainAbsorber(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="CAV_TrainAbsorber",
+            display_name=types.display_name("Train Appearance Absorber"),
+            category=types.CATEGORY,
+            description="Stage 1: learns what the reference LOOKS like (temporal layers off, random crops of "
+                        "shuffled frames), so the motion LoRA trained next does not copy its appearance.",
+            inputs=[
+                types.T2VBase.Input("base", tooltip="The base from Load T2V Base."),
+                io.Image.Input("reference", tooltip="Frames of the reference clip (Load Reference Video)."),
+                io.Combo.Input("kind", options=[k for k in ABSORBER_KINDS if k != "none"], default="dual",
+                               tooltip="slora: a LoRA on the spatial attention layers; ti: a learned token "
+                                       "(textual inversion); dual: both (the paper's best)."),
+                io.String.Input("appearance_prompt", multiline=True, default="",
+                                tooltip="What the frames look like, without motion words, e.g. 'a red square "
+                                        "on a white background'."),
+                io.Int.Input("steps", default=150, min=1, max=20000,
+                             tooltip="Training steps (each a batch of 4 crops)."),
+                io.Float.Input("lr", default=1e-4, min=1e-6, max=0.5, step=1e-5, round=1e-6,
+                               tooltip="Learning rate of the S-LoRA."),
+                io.Float.Input("ti_lr", default=5e-3, min=1e-6, max=0.5, step=1e-4, round=1e-6,
+                               tooltip="Learning rate of the textual-inversion token."),
+                io.Int.Input("rank", default=4, min=1, max=256, tooltip="Rank of the S-LoRA."),
+                io.Float.Input("crop_min", default=0.33, min=0.05, max=1.0, step=0.01,
+                               tooltip="Smallest random crop, as a fraction of the frame side."),
+                io.Float.Input("crop_max", default=0.67, min=0.05, max=1.0, step=0.01,
+                               tooltip="Largest random crop, as a fraction of the frame side."),
+                _seed("Seed of the crops, noise and initial weights; the same seed repeats the run."),
+            ],
+            outputs=[
+                types.Absorber.Output(display_name="absorber",
+                                      tooltip="The absorber, for Train Motion T-LoRA or Apply Appearance."),
+                io.Image.Output(display_name="loss_graph", tooltip="The training loss per step."),
+            ],
+            hidden=[io.Hidden.unique_id],
+        )
+
+    @classmethod
+    def execute(cls, base: LoadedBase, reference, kind: str, appearance_prompt: str, steps: int, lr: float,
+                ti_lr: float, rank: int, crop_min: float, crop_max: float, seed: int) -> io.NodeOutput:
+        settings = AbsorberSettings(kind=kind, prompt=appearance_prompt.strip(), steps=steps, lr=lr, ti_lr=ti_lr,
+                                    rank=rank, crop_range=(crop_min, crop_max), seed=seed)
+        hooks = Hooks(on_progress=host.TrainingProgress(steps, cls.hidden.unique_id, "absorber"),
+                      should_stop=host.should_stop)
+        with host.engine_call():
+            settings.validate()
+            frames = reference_frames(base, reference)
+            device = host.load_for_work(base, host.TRAINING_MEMORY)
+            absorber = train_absorber(base.base, frames, settings, compute_for(base, device), hooks)
+        host.settle()
+        result = TrainedAbsorber(absorber, base.name, base.fingerprint, asdict(settings))
+        graph = loss_graph({"absorber": absorber.losses}, host.intermediate_device())
+        text = f"{result.kind} absorber: {steps} steps, final loss {final_loss(absorber.losses)}"
+        if absorber.tokens:
+            text += f"; token {', '.join(absorber.tokens)}"
+        return io.NodeOutput(result, graph, ui=ui.PreviewText(text))
+
+
+class TrainMotionLora(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="CAV_TrainMotionLora",
+            display_name=types.display_name("Train Motion T-LoRA"),
+            category=types.CATEGORY,
+            description="Stage 2: with the absorber frozen, learns a LoRA on the temporal attention layers "
+                        "from the ordered reference clip: the reference's MOTION, reusable with any prompt.",
+            inputs=[
+                types.T2VBase.Input("base", tooltip="The base from Load T2V Base."),
+                io.Image.Input("reference", tooltip="Frames of the reference clip (Load Reference Video)."),
+                io.String.Input("prompt", multiline=True, default="",
+                                tooltip="Caption of the whole reference clip, e.g. 'a red square moving on a "
+                                        "white background'. The absorber's token is added when missing."),
+                io.Int.Input("steps", default=300, min=1, max=20000,
+                             tooltip="Training steps. Camera moves converge fast; body motion needs more."),
+                io.Float.Input("lr", default=5e-4, min=1e-6, max=0.5, step=1e-5, round=1e-6,
+                               tooltip="Learning rate of the T-LoRA."),
+                io.Int.Input("rank", default=4, min=1, max=256, tooltip="Rank of the T-LoRA (the paper uses 4)."),
+                _seed("Seed of the noise, timesteps and initial weights; the same seed repeats the run."),
+                io.String.Input("name", default="my_motion",
+                                tooltip="Name of the motion LoRA (also its file name when saved; reduced to a "
+                                        "safe file name)."),
+                io.Boolean.Input("save", default=False,
+                                 tooltip="Save the finished LoRA (with its absorber kept apart) to "
+                                         "models/cav_motion_loras; an existing name gets a number added."),
+                io.Int.Input("preview_every", default=25, min=0, max=10000,
+                             tooltip="Show the predicted middle frame on the node every N steps (0 = never)."),
+                io.Combo.Input("loss", options=list(MOTION_LOSSES), default="mse",
+                               tooltip="mse: the paper's noise-prediction loss; debiased: MotionDirector's "
+                                       "appearance-debiased temporal loss added."),
+                io.Boolean.Input("include_transformer_in", default=True,
+                                 tooltip="Also adapt the UNet's first temporal transformer (transformer_in)."),
+                io.Boolean.Input("include_feed_forward", default=False,
+                                 tooltip="Also adapt the temporal feed-forward layers (more capacity, more "
+                                         "risk of learning appearance)."),
+                types.Absorber.Input("absorber", optional=True,
+                                     tooltip="The appearance absorber of the same reference (Train Appearance "
+                                             "Absorber). Without it the motion LoRA also learns the look."),
+            ],
+            outputs=[
+                types.MotionLora.Output(display_name="motion_lora",
+                                        tooltip="The motion LoRA, for the stack, Save or Inspect nodes."),
+                io.Image.Output(display_name="loss_graph", tooltip="The training loss per step."),
+                io.String.Output(display_name="saved_file",
+                                 tooltip="File name in models/cav_motion_loras, empty when not saved."),
+            ],
+            hidden=[io.Hidden.unique_id],
+        )
+
+    @classmethod
+    def execute(cls, base: LoadedBase, reference, prompt: str, steps: int, lr: float, rank: int, seed: int,
+                name: str, save: bool, preview_every: int, loss: str, include_transformer_in: bool,
+                include_feed_forward: bool, absorber: TrainedAbsorber | None = None) -> io.NodeOutput:
+        settings = MotionSettings(prompt=prompt.strip(), steps=steps, lr=lr, rank=rank, seed=seed,
+                                  include_transformer_in=include_transformer_in,
+                                  include_feed_forward=include_feed_forward, loss=loss)
+        hooks = Hooks(on_progress=host.TrainingProgress(steps, cls.hidden.unique_id, "motion"),
+                      should_stop=host.should_stop, preview_every=preview_every)
+        with host.engine_call():
+            settings.validate()
+            if absorber is not None:
+                check_same_base("the absorber", absorber.base_name, absorber.base_fingerprint, base)
+            frames = reference_frames(base, reference)
+            device = host.load_for_work(base, host.TRAINING_MEMORY)
+            lora, losses = train_motion(base.base, frames, settings, absorber.absorber if absorber else None,
+                                        compute_for(base, device), hooks)
+            motion = MotionLora(
+                name=os.path.splitext(paths.lora_file_name(name))[0],
+                adapter=AdapterFile(
+                    base_name=base.name, base_fingerprint=base.fingerprint, temporal=lora,
+                    spatial=absorber.absorber.spatial if absorber else None,
+                    textual_inversion=absorber.absorber.textual_inversion if absorber else None,
+                    training=training_record(settings, frames, absorber)),
+                losses={"absorber": list(absorber.absorber.losses) if absorber else [], "motion": losses})
+            saved = folders.save_motion_lora(motion.adapter, name, overwrite=False) if save else ""
+        host.settle()
+        curves = {"motion": losses}
+        graph = loss_graph(curves, host.intermediate_device())
+        text = f"motion LoRA '{motion.name}': {steps} steps, final loss {final_loss(losses)}"
+        text += f"; saved as {saved}" if saved else ""
+        return io.NodeOutput(motion, graph, saved, ui=ui.PreviewText(text))
+
+
+def training_record(settings: MotionSettings, frames: np.ndarray, absorber: TrainedAbsorber | None) -> dict:
+    """What the adapter file's metadata says about how it was made (as the engine's CLI writes it)."""
+    record = {k: v for k, v in asdict(settings).items() if k != "alpha"}
+    record.update(frames=int(frames.shape[0]), size=[int(frames.shape[2]), int(frames.shape[1])])
+    if absorber is not None:
+        s = absorber.settings
+        record["absorber"] = {"kind": s.get("kind"), "steps": s.get("steps"), "lr": s.get("lr"),
+                              "ti_lr": s.get("ti_lr"), "rank": s.get("rank"), "prompt": s.get("prompt"),
+                              "crop_range": list(s.get("crop_range", ())), "tokens": list(absorber.absorber.tokens)}
+    return record

@@ -1,0 +1,117 @@
+"""Load Reference Video: the one clip whose motion is learned (file, IMAGE batch or VIDEO)."""
+from __future__ import annotations
+
+import os
+
+from comfy_api.latest import io, ui
+
+from cav_core.errors import CavError
+from cav_core.video_io import VideoOptions, frames_from_array, read_video
+
+from . import folders, host, types
+from .convert import frames_to_image_batch, image_batch_to_frames
+
+
+def video_options(max_frames: int, skip_first: int, every_nth: int, target_fps: float,
+                  width: int, height: int) -> VideoOptions:
+    """The node's widgets as the engine's frame-selection options (0 = keep)."""
+    if (width == 0) != (height == 0):
+        raise CavError(f"set both width and height, or both to 0 to keep the source size (got {width}x{height})")
+    size = (width, height) if width else None
+    return VideoOptions(max_frames=max_frames, skip_first=skip_first, every_nth=every_nth,
+                        target_fps=target_fps, size=size)
+
+
+def read_video_input(video, options: VideoOptions):
+    """A core VIDEO: streamed from its file when it has one, else from its decoded frames."""
+    source = video.get_stream_source() if hasattr(video, "get_stream_source") else None
+    if isinstance(source, str) and os.path.isfile(source):
+        return read_video(source, options)
+    components = video.get_components()
+    return frames_from_array(components.images, float(components.frame_rate), options, "VIDEO input")
+
+
+class LoadReferenceVideo(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="CAV_LoadReferenceVideo",
+            display_name=types.display_name("Load Reference Video"),
+            category=types.CATEGORY,
+            description="The reference clip whose motion is learned. Pick a bundled clip or upload one; "
+                        "a connected IMAGE batch (VHS Load Video, Get Video Components) or VIDEO is used "
+                        "instead of the file. Frames are selected in order: skip, fps, every Nth, cap.",
+            inputs=[
+                io.Combo.Input("video", options=folders.reference_choices(), upload=io.UploadType.video,
+                               tooltip="A clip in ComfyUI's input folder (upload with the button) or one of "
+                                       "the clips bundled with the pack. Ignored when images or "
+                                       "video_input is connected."),
+                io.Int.Input("max_frames", default=16, min=0, max=4096,
+                             tooltip="Keep at most this many frames (0 = all). Decoding stops at the cap; "
+                                     "16 suits ModelScope / ZeroScope and the bundled model."),
+                io.Int.Input("skip_first", default=0, min=0, max=100000,
+                             tooltip="Drop this many frames at the start of the source."),
+                io.Int.Input("every_nth", default=1, min=1, max=1000,
+                             tooltip="Keep every Nth frame (after skipping and fps resampling)."),
+                io.Float.Input("target_fps", default=0.0, min=0.0, max=240.0, step=0.5,
+                               tooltip="Resample to this frame rate first (0 = keep the source rate; never "
+                                       "raises the rate)."),
+                io.Int.Input("width", default=0, min=0, max=4096, step=8,
+                             tooltip="Resize and centre-crop to this width (0 with height 0 = keep the size). "
+                                     "Training needs the base's sample size, e.g. 256 for ModelScope."),
+                io.Int.Input("height", default=0, min=0, max=4096, step=8,
+                             tooltip="Resize and centre-crop to this height (0 with width 0 = keep the size)."),
+                io.Image.Input("images", optional=True,
+                               tooltip="Optional frames from another node (VHS Load Video, Get Video "
+                                       "Components); used instead of the file when connected."),
+                io.Float.Input("images_fps", default=8.0, min=0.01, max=240.0, step=0.01, optional=True,
+                               tooltip="Frame rate of the connected images (an IMAGE batch carries none)."),
+                io.Video.Input("video_input", optional=True,
+                               tooltip="Optional core VIDEO (Load Video, Create Video); used instead of the "
+                                       "file when connected, and before images."),
+            ],
+            outputs=[
+                io.Image.Output(display_name="frames", tooltip="The selected frames, in order."),
+                io.Float.Output(display_name="fps", tooltip="Frame rate of the selected frames."),
+                io.Int.Output(display_name="frame_count", tooltip="How many frames were selected."),
+            ],
+        )
+
+    @classmethod
+    def validate_inputs(cls, video: str) -> bool | str:
+        # Naming 'video' here skips ComfyUI's "value in list" check (uploads and annotated names
+        # such as "clip.mp4 [output]" are allowed), so the path check is ours.
+        if video is None:  # linked: checked at execution
+            return True
+        try:
+            folders.resolve_reference(video)
+        except CavError as e:
+            return str(e)
+        return True
+
+    @classmethod
+    def fingerprint_inputs(cls, video: str, **_) -> str:
+        """Re-run when the file changes on disk (a new upload with the same name)."""
+        try:
+            path = folders.resolve_reference(video)
+            return f"{path}:{os.path.getmtime(path)}:{os.path.getsize(path)}"
+        except (CavError, OSError):
+            return f"missing:{video}"
+
+    @classmethod
+    def execute(cls, video: str, max_frames: int, skip_first: int, every_nth: int, target_fps: float,
+                width: int, height: int, images=None, images_fps: float = 8.0,
+                video_input=None) -> io.NodeOutput:
+        with host.engine_call():
+            options = video_options(max_frames, skip_first, every_nth, target_fps, width, height)
+            if video_input is not None:
+                clip = read_video_input(video_input, options)
+            elif images is not None:
+                clip = frames_from_array(image_batch_to_frames(images, "images"), images_fps, options, "images input")
+            else:
+                clip = read_video(folders.resolve_reference(video), options)
+        frames = frames_to_image_batch(clip.frames, host.intermediate_device())
+        h, w = clip.frames.shape[1:3]
+        text = f"{len(clip.frames)} frames, {w}x{h}, {clip.fps:g} fps from {os.path.basename(clip.source)}"
+        return io.NodeOutput(frames, float(clip.fps), int(len(clip.frames)), ui=ui.PreviewText(text))
+
