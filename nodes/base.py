@@ -38,7 +38,8 @@ class LoadBase(io.ComfyNode):
             source = folders.resolve_base(model)
             dtype, vae_dtype = host.choose_dtypes(precision)
             base = load_base(source, dtype=dtype, device=host.offload_device())
-            base.vae.to(vae_dtype)
+            if base.vae.dtype != vae_dtype:
+                base.vae.to(vae_dtype)
             loaded = host.manage(base, model)
         info = (f"{base.describe}: {base.default_size}x{base.default_size}, {base.default_frames} frames, "
                 f"{str(dtype).replace('torch.', '')}, runs on {host.compute_device()}")

@@ -29,9 +29,8 @@ def image_batch_to_frames(images: torch.Tensor, what: str = "images") -> np.ndar
 def frames_to_image_batch(frames: np.ndarray, device: torch.device | str = "cpu") -> torch.Tensor:
     """uint8 or float 0..1 frames [F, H, W, 3] -> IMAGE batch on ``device``."""
     array = np.asarray(frames)
-    tensor = torch.from_numpy(np.ascontiguousarray(array))
-    tensor = tensor.float() / 255.0 if array.dtype == np.uint8 else tensor.float().clamp(0, 1)
-    return tensor.to(device)
+    data = array.astype(np.float32) / 255.0 if array.dtype == np.uint8 else np.clip(array.astype(np.float32), 0, 1)
+    return torch.from_numpy(data).to(device)  # astype copied: a writable, contiguous array
 
 
 def loss_graph(curves: Mapping[str, Sequence[float]], device: torch.device | str = "cpu") -> torch.Tensor:

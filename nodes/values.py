@@ -142,3 +142,23 @@ class AppearanceChoice:
 
     def to_engine(self) -> Appearance:
         return Appearance(self.spatial, self.textual_inversion, self.strength)
+
+
+def choose_appearance(absorber: TrainedAbsorber | None, motion_lora: MotionLora | None, use_slora: bool,
+                      use_textual_inversion: bool, strength: float) -> AppearanceChoice:
+    """The parts of an absorber (or of the absorber stored with a motion LoRA) to apply."""
+    if absorber is not None and motion_lora is not None:
+        raise CavError("connect either an absorber or a motion LoRA file to Apply Appearance, not both")
+    if absorber is not None:
+        spatial, ti = absorber.absorber.spatial, absorber.absorber.textual_inversion
+        base_name, fingerprint, source = absorber.base_name, absorber.base_fingerprint, "the absorber"
+    elif motion_lora is not None:
+        a = motion_lora.adapter
+        spatial, ti = a.spatial, a.textual_inversion
+        base_name, fingerprint, source = a.base_name, a.base_fingerprint, f"motion LoRA '{motion_lora.name}'"
+    else:
+        raise CavError("connect an absorber (Train Appearance Absorber) or a motion LoRA whose file "
+                       "carries an absorber (Load Motion LoRA)")
+    return AppearanceChoice(spatial=spatial if use_slora else None,
+                            textual_inversion=ti if use_textual_inversion else None,
+                            strength=strength, base_name=base_name, base_fingerprint=fingerprint, source=source)

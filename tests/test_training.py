@@ -140,3 +140,15 @@ def test_bad_frames_and_settings(tiny_base, clip_frames):
         MotionSettings(prompt=" ").validate()
     with pytest.raises(CavError, match="learning rate"):
         MotionSettings(prompt="x", lr=0).validate()
+
+
+def test_gradient_checkpointing_gives_the_same_training(tiny_base, clip_frames):
+    from cav_core.training import ComputeSettings
+
+    settings = MotionSettings(prompt="a red square", steps=2, lr=1e-2)
+    plain, plain_losses = train_motion(tiny_base, clip_frames, settings)
+    ckpt, ckpt_losses = train_motion(tiny_base, clip_frames, settings,
+                                     compute=ComputeSettings(gradient_checkpointing=True))
+    assert np.allclose(plain_losses, ckpt_losses, atol=1e-6)
+    assert all(torch.allclose(plain.tensors[k], ckpt.tensors[k], atol=1e-6) for k in plain.tensors)
+    assert not any("forward" in m.__dict__ for m in tiny_base.unet.modules())  # unwrapped again

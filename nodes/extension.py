@@ -1,0 +1,27 @@
+"""The pack as a ComfyUI V3 extension: folder registration and the node list."""
+from __future__ import annotations
+
+from comfy_api.latest import ComfyExtension, io
+
+from . import folders
+from .appearance import ApplyAppearance
+from .base import LoadBase
+from .lora import InspectMotionLora, LoadMotionLora, MotionLoraStackNode, SaveMotionLora
+from .sample import SampleVideo
+from .train import TrainAbsorber, TrainMotionLora
+from .video import LoadReferenceVideo
+
+NODES: list[type[io.ComfyNode]] = [
+    LoadBase, LoadReferenceVideo, TrainAbsorber, TrainMotionLora, LoadMotionLora, MotionLoraStackNode,
+    ApplyAppearance, SampleVideo, SaveMotionLora, InspectMotionLora,
+]
+
+
+class CustomizeAVideoExtension(ComfyExtension):
+    async def get_node_list(self) -> list[type[io.ComfyNode]]:
+        return list(NODES)
+
+
+def create() -> CustomizeAVideoExtension:
+    folders.register()  # at load time, after extra_model_paths.yaml (on_load is never called)
+    return CustomizeAVideoExtension()
