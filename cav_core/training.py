@@ -28,12 +28,13 @@ from safetensors.torch import save_file
 from . import adapters
 from .adapter_file import AdapterFile, TokenEmbeddings
 from .adapters import SPATIAL, TEMPORAL, LoraWeights
-from .compute import autocast, default_device, gradient_checkpointing, module_device, on_device
+from .compute import autocast, default_device, gradient_checkpointing, on_device
 from .errors import CavError, NonFiniteLoss, TrainingInterrupted
 from .files import atomic_path
 from .latents import decode_latents, encode_frames, random_crops
 from .targeting import spatial_targets, temporal_layers_bypassed, temporal_targets
-from .text import encode_prompts, init_vectors, token_embeddings_applied, token_vectors_hooked, with_placeholder
+from .text import (encode_prompts, ensure_tokens, init_vectors, token_embeddings_applied, token_vectors_hooked,
+                   with_placeholder)
 
 ABSORBER_KINDS = ("none", "slora", "ti", "dual")
 MOTION_LOSSES = ("mse", "debiased")
@@ -284,8 +285,6 @@ def train_absorber(base, frames: np.ndarray, settings: AbsorberSettings,
     groups = []
     vectors = None
     if settings.uses_ti:
-        from .text import ensure_tokens
-
         ensure_tokens(base, tokens)
         vectors = torch.nn.Parameter(init_vectors(base, settings.init_word, len(tokens)).to(device))
         groups.append({"params": [vectors], "lr": settings.ti_lr})

@@ -8,6 +8,10 @@ import numpy as np
 import pytest
 import torch
 
+from cav_core import adapters
+from cav_core.adapters import TEMPORAL, LoraWeights
+from cav_core.targeting import temporal_targets
+
 torch.set_num_threads(1)  # tiny models: threads cost more than they give
 
 
@@ -51,6 +55,17 @@ def build_tiny_base_folder(path: str, cross_dim: int = 16, seed: int = 0) -> str
                    "vae": ["diffusers", "AutoencoderKL"], "text_encoder": ["transformers", "CLIPTextModel"],
                    "tokenizer": ["transformers", "CLIPTokenizer"], "scheduler": ["diffusers", "DDIMScheduler"]}, f)
     return path
+
+
+def random_lora(unet, seed: int, rank: int = 2, role: str = TEMPORAL, targets=None) -> LoraWeights:
+    """A LoRA with non-zero A and B, made through peft on the real target layers."""
+    g = torch.Generator().manual_seed(seed)
+    adapters.inject_lora(unet, "tmp", targets or temporal_targets(unet), rank, float(rank))
+    lora = adapters.extract_lora(unet, "tmp", role, rank, float(rank))
+    adapters.remove_adapters(unet)
+    return LoraWeights(role, rank, float(rank),
+                       {k: torch.randn(v.shape, generator=g) * 0.2 for k, v in lora.tensors.items()})
+
 
 
 @pytest.fixture(scope="session")

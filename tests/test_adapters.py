@@ -4,22 +4,11 @@ import os
 import pytest
 import torch
 
-from cav_core import adapters
 from cav_core.adapter_file import (AdapterFile, TokenEmbeddings, check_adapter_fits, load_adapter_file,
                                    save_adapter_file)
-from cav_core.adapters import TEMPORAL, LoraWeights, applied_loras
+from cav_core.adapters import applied_loras
 from cav_core.errors import CavError
-from cav_core.targeting import temporal_targets
-
-
-def random_lora(unet, seed: int, rank: int = 2, role: str = TEMPORAL, targets=None) -> LoraWeights:
-    """A LoRA with non-zero A and B, made through peft on the real target layers."""
-    g = torch.Generator().manual_seed(seed)
-    adapters.inject_lora(unet, "tmp", targets or temporal_targets(unet), rank, float(rank))
-    lora = adapters.extract_lora(unet, "tmp", role, rank, float(rank))
-    adapters.remove_adapters(unet)
-    return LoraWeights(role, rank, float(rank),
-                       {k: torch.randn(v.shape, generator=g) * 0.2 for k, v in lora.tensors.items()})
+from conftest import random_lora
 
 
 def _out(unet):

@@ -5,7 +5,7 @@ import torch
 from cav_core.adapter_file import TokenEmbeddings
 from cav_core.errors import CavError, TrainingInterrupted
 from cav_core.sampling import Appearance, SampleSettings, sample_video
-from test_adapters import random_lora
+from conftest import random_lora
 
 
 def _settings(**kw):

@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 
 from . import architecture as arch
-from .scenes import BASE_MOTIONS, GENERIC_MOTION_PHRASE, random_scene, render
+from .scenes import GENERIC_MOTION_PHRASE, random_scene, render
 
 
 def _frames_to_tensor(clips: np.ndarray) -> torch.Tensor:
