@@ -19,6 +19,8 @@ from cav_core.video_io import SUPPORTED_EXTENSIONS
 BUNDLED_BASE = "shapes_world (bundled)"
 BUNDLED_TAG = " [bundled]"
 LORA_EXTENSION = ".safetensors"
+# Input folders hold many still PNGs (image uploads); animated ones are rare, so .png is not listed.
+LISTED_VIDEO_EXTENSIONS = tuple(e for e in SUPPORTED_EXTENSIONS if e != ".png")
 _ANNOTATION = re.compile(r"^(.*?)\s*\[(input|output|temp)\]$")
 
 
@@ -95,7 +97,7 @@ def list_reference_files(input_dir: str) -> list[str]:
     if not os.path.isdir(input_dir):
         return []
     return sorted(f for f in os.listdir(input_dir)
-                  if os.path.splitext(f)[1].lower() in SUPPORTED_EXTENSIONS
+                  if os.path.splitext(f)[1].lower() in LISTED_VIDEO_EXTENSIONS
                   and os.path.isfile(os.path.join(input_dir, f)))
 
 

@@ -3,10 +3,10 @@ from __future__ import annotations
 
 import os
 
-from comfy_api.latest import io, ui
+from comfy_api.latest import InputImpl, io, ui
 
 from cav_core.errors import CavError
-from cav_core.video_io import VideoOptions, frames_from_array, read_video
+from cav_core.video_io import SUPPORTED_EXTENSIONS, VideoOptions, frames_from_array, read_video
 
 from . import folders, host, types
 from .convert import frames_to_image_batch, image_batch_to_frames
@@ -23,10 +23,12 @@ def video_options(max_frames: int, skip_first: int, every_nth: int, target_fps: 
 
 
 def read_video_input(video, options: VideoOptions):
-    """A core VIDEO: streamed from its file when it has one, else from its decoded frames."""
-    source = video.get_stream_source() if hasattr(video, "get_stream_source") else None
-    if isinstance(source, str) and os.path.isfile(source):
-        return read_video(source, options)
+    """A core VIDEO: streamed from its file when it is one we read (stops at the frame cap),
+    else from its decoded frames."""
+    if isinstance(video, InputImpl.VideoFromFile):
+        source = video.get_stream_source()
+        if isinstance(source, str) and os.path.isfile(source) and source.lower().endswith(SUPPORTED_EXTENSIONS):
+            return read_video(source, options)
     components = video.get_components()
     return frames_from_array(components.images, float(components.frame_rate), options, "VIDEO input")
 
@@ -113,5 +115,5 @@ class LoadReferenceVideo(io.ComfyNode):
         frames = frames_to_image_batch(clip.frames, host.intermediate_device())
         h, w = clip.frames.shape[1:3]
         text = f"{len(clip.frames)} frames, {w}x{h}, {clip.fps:g} fps from {os.path.basename(clip.source)}"
-        return io.NodeOutput(frames, float(clip.fps), int(len(clip.frames)), ui=ui.PreviewText(text))
+        return io.NodeOutput(frames, float(clip.fps), len(clip.frames), ui=ui.PreviewText(text))
 

@@ -1,0 +1,122 @@
+"""Every shipped workflow, converted from its UI-format file, runs through POST /prompt.
+
+The workflows are shipped for the bundled shapes-world model. To keep the suite short the
+converted prompts get fewer steps (2 training steps per stage, 2 denoising steps); frame counts
+and sizes stay as shipped and are checked on the saved videos. Without the bundled model the
+workflow runs are skipped, unless CAV_HOST_TEST_BASE=tiny runs them on the tiny random-init base
+or CAV_HOST_TEST_BASE=/path/to/a/text-to-video/folder on that base (e.g. a shapes-world export).
+"""
+from __future__ import annotations
+
+import glob
+import json
+import os
+import urllib.parse
+
+import cv2
+import pytest
+
+from .host_client import OTHER_BASE, ROOT, TINY_BASE, assert_success, messages
+from .ui_to_api import ui_to_api
+
+WORKFLOWS = sorted(glob.glob(os.path.join(ROOT, "workflows", "*.json")))
+TOY_MODEL = os.path.join(ROOT, "cav_core", "shapes_world", "model", "model_index.json")
+SHORT_STEPS = {"CAV_TrainAbsorber": 2, "CAV_TrainMotionLora": 2, "CAV_SampleVideo": 2}
+
+
+def _base_choice() -> str | None:
+    """The base to run on: "" as shipped, a test base's name, or None (skip)."""
+    override = os.environ.get("CAV_HOST_TEST_BASE", "")
+    if override == "tiny":
+        return TINY_BASE
+    if override:
+        return OTHER_BASE
+    return "" if os.path.isfile(TOY_MODEL) else None
+
+
+def shipped_prompt(host, path: str) -> dict:
+    base = _base_choice()
+    if base is None:
+        pytest.skip(f"the bundled shapes-world model is not in this checkout ({TOY_MODEL}); "
+                    "set CAV_HOST_TEST_BASE=tiny (a tiny random-init base) or =/path/to/a/base folder to run them")
+    with open(path) as f:
+        prompt = ui_to_api(json.load(f), host.object_info)
+    for node in prompt.values():
+        inputs = node["inputs"]
+        if node["class_type"] in SHORT_STEPS:
+            inputs["steps"] = SHORT_STEPS[node["class_type"]]
+        if node["class_type"] == "CAV_TrainMotionLora":
+            inputs["preview_every"] = 1  # exercise the previews too
+        if node["class_type"] == "CAV_LoadBase" and base:
+            inputs["model"] = base
+    return prompt
+
+
+def upstream(prompt: dict, node_id: str, class_type: str) -> str:
+    """The nearest node of ``class_type`` that ``node_id`` depends on."""
+    todo, seen = [node_id], set()
+    while todo:
+        current = todo.pop(0)
+        for value in prompt[current]["inputs"].values():
+            if isinstance(value, list) and len(value) == 2 and value[0] not in seen:
+                seen.add(value[0])
+                if prompt[value[0]]["class_type"] == class_type:
+                    return value[0]
+                todo.append(value[0])
+    raise AssertionError(f"node {node_id} does not depend on a {class_type}")
+
+
+def read_video(path: str) -> tuple[int, int, int]:
+    capture = cv2.VideoCapture(path)
+    count = 0
+    while capture.grab():
+        count += 1
+    size = int(capture.get(cv2.CAP_PROP_FRAME_WIDTH)), int(capture.get(cv2.CAP_PROP_FRAME_HEIGHT))
+    capture.release()
+    return count, *size
+
+
+def check_outputs(host, prompt: dict, entry: dict) -> None:
+    outputs = entry["outputs"]
+    saves = [k for k, v in prompt.items() if v["class_type"] == "SaveVideo"]
+    assert saves, "every shipped workflow saves a video"
+    for node_id in saves:
+        files = outputs[node_id]["images"]
+        assert len(files) == 1
+        path = os.path.join(host.dirs["output"], files[0]["subfolder"], files[0]["filename"])
+        assert os.path.isfile(path), path
+        sample = prompt[upstream(prompt, node_id, "CAV_SampleVideo")]["inputs"]
+        assert (sample["frames"], sample["width"], sample["height"]) != (0, 0, 0), "set explicitly in the workflows"
+        assert read_video(path) == (sample["frames"], sample["width"], sample["height"])
+    for node_id in (k for k, v in prompt.items() if v["class_type"] == "PreviewImage"):
+        assert outputs[node_id]["images"]
+        for image in outputs[node_id]["images"]:
+            query = urllib.parse.urlencode({k: image[k] for k in ("filename", "subfolder", "type")})
+            assert host.request("GET", f"/view?{query}")[0] == 200
+
+
+@pytest.mark.parametrize("path", WORKFLOWS, ids=lambda p: os.path.splitext(os.path.basename(p))[0])
+def test_shipped_workflow_runs(host, path):
+    prompt = shipped_prompt(host, path)
+    entry = host.run(prompt)
+    assert_success(host, entry)
+    check_outputs(host, prompt, entry)
+    for node in prompt.values():  # a training node asked to save wrote its file to the yaml folder
+        if node["class_type"] == "CAV_TrainMotionLora" and node["inputs"]["save"]:
+            assert any(f.startswith(node["inputs"]["name"]) for f in os.listdir(host.dirs["loras"]))
+
+
+def test_changing_only_the_sampler_reuses_the_trained_lora(host):
+    path = os.path.join(ROOT, "workflows", "one_shot_motion_transfer.json")
+    prompt = shipped_prompt(host, path)
+    assert_success(host, host.run(prompt))
+    saved_before = sorted(os.listdir(host.dirs["loras"]))
+    sample = next(k for k, v in prompt.items() if v["class_type"] == "CAV_SampleVideo")
+    prompt[sample]["inputs"].update(seed=prompt[sample]["inputs"]["seed"] + 1, cfg=5.0, scheduler="dpm++")
+    entry = host.run(prompt)
+    assert_success(host, entry)
+    cached = set(messages(entry, "execution_cached")[0]["nodes"])
+    trainers = {k for k, v in prompt.items() if v["class_type"].startswith("CAV_Train")}
+    assert trainers and trainers <= cached, "training ran again"
+    assert sample not in cached
+    assert sorted(os.listdir(host.dirs["loras"])) == saved_before  # nothing retrained, nothing re-saved

@@ -1,0 +1,188 @@
+"""Node classes executed in-process against ComfyUI's comfy_api / model management (--cpu).
+
+Skipped with a reason when COMFYUI_PATH is not set. Runs on the tiny random-init base.
+"""
+from __future__ import annotations
+
+import asyncio
+import os
+from fractions import Fraction
+
+import numpy as np
+import pytest
+import torch
+
+from .cav_test_helpers import TINY, TOY_MODEL_DIR, run
+
+REFERENCE = dict(video="zigzag.mp4 [bundled]", max_frames=8, skip_first=0, every_nth=1, target_fps=0.0,
+                 width=16, height=16)
+ABSORBER = dict(kind="dual", appearance_prompt="a red square", steps=2, lr=1e-3, ti_lr=5e-3, rank=2,
+                crop_min=0.33, crop_max=0.67, seed=0)
+MOTION = dict(prompt="a red square moving", steps=2, lr=1e-3, rank=2, seed=0, name="zigzag", save=False,
+              preview_every=1, loss="mse", include_transformer_in=True, include_feed_forward=False)
+SAMPLE = dict(prompt="a blue circle", negative="", seed=3, steps=2, cfg=5.0, frames=5, width=16, height=12,
+              scheduler="ddim", fps=8.0, noise_prior=0.0)
+
+
+@pytest.fixture()
+def nodes(comfy, host_dirs):
+    return comfy.nodes
+
+
+@pytest.fixture()
+def chain(nodes):
+    base = run(nodes["CAV_LoadBase"], model=TINY, precision="auto").result[0]
+    frames = run(nodes["CAV_LoadReferenceVideo"], **REFERENCE).result[0]
+    return base, frames
+
+
+def state(module):
+    return {k: v.clone() for k, v in module.state_dict().items()}
+
+
+def test_entrypoint_is_v3_only_with_every_node(pack, comfy):
+    assert pack.WEB_DIRECTORY == "./js" and not hasattr(pack, "NODE_CLASS_MAPPINGS")
+    extension = asyncio.run(pack.comfy_entrypoint())
+    node_list = asyncio.run(extension.get_node_list())
+    schemas = [cls.GET_SCHEMA() for cls in node_list]
+    assert len({s.node_id for s in schemas}) == len(schemas) == 10
+    for schema in schemas:
+        assert schema.node_id.startswith("CAV_") and schema.category == "Customize-A-Video"
+        assert schema.display_name.endswith("(Customize-A-Video)") and schema.description
+        for item in [*schema.inputs, *schema.outputs]:
+            assert item.tooltip, f"{schema.node_id}.{item.id or item.display_name} has no tooltip"
+    assert "cav_motion_loras" in comfy.folder_paths.folder_names_and_paths
+
+
+def test_one_shot_chain_trains_saves_loads_and_samples(nodes, chain, host_dirs, comfy):
+    base, frames = chain
+    assert frames.shape == (8, 16, 16, 3)
+    weights_before = state(base.base.unet)
+    absorber, absorber_graph = run(nodes["CAV_TrainAbsorber"], base=base, reference=frames, **ABSORBER).result
+    assert absorber.kind == "dual" and absorber_graph.shape == (1, 256, 512, 3)
+    motion, _, saved = run(nodes["CAV_TrainMotionLora"], base=base, reference=frames, absorber=absorber,
+                               **{**MOTION, "save": True, "name": "../zig zag"}).result
+    assert saved == "zig zag.safetensors" and os.listdir(host_dirs.loras) == [saved]
+    assert motion.adapter.kinds == ["temporal", "spatial", "textual_inversion"]
+    comfy.folder_paths.filename_list_cache.clear()
+    stack, from_file = run(nodes["CAV_LoadMotionLora"], lora_name=saved, strength=0.7).result
+    assert torch.equal(from_file.temporal.tensors[next(iter(motion.temporal.tensors))],
+                       next(iter(motion.temporal.tensors.values())))
+    stack2 = run(nodes["CAV_MotionLoraStack"], motion_lora_1=motion, strength_1=0.3, strength_2=1.0,
+                 strength_3=1.0, stack=stack).result[0]
+    assert [e.strength for e in stack.entries] == [0.7] and [e.strength for e in stack2.entries] == [0.7, 0.3]
+    appearance = run(nodes["CAV_ApplyAppearance"], use_slora=True, use_textual_inversion=True, strength=1.0,
+                     motion_lora=from_file).result[0]
+    out = run(nodes["CAV_SampleVideo"], base=base, motion_loras=stack2, appearance=appearance, **SAMPLE)
+    images, fps, video = out.result
+    assert images.shape == (5, 12, 16, 3) and images.device == comfy.mm.intermediate_device()
+    assert fps == 8.0 and video.get_dimensions() == (16, 12)
+    assert video.get_components().frame_rate == Fraction(8)
+    after = state(base.base.unet)
+    assert all(torch.equal(weights_before[k], after[k]) for k in weights_before)  # no traces on the shared base
+
+
+def test_sampling_goes_through_model_management(nodes, chain, comfy):
+    base, _ = chain
+
+    def loaded():
+        return any(m.model is base.patcher for m in comfy.mm.current_loaded_models)
+
+    run(nodes["CAV_SampleVideo"], base=base, **SAMPLE)
+    assert loaded()
+    comfy.mm.free_memory(1e30, comfy.mm.get_torch_device())  # what another model's load does
+    assert not loaded()
+    assert next(base.base.unet.parameters()).device == base.patcher.offload_device
+    run(nodes["CAV_SampleVideo"], base=base, **SAMPLE)
+    assert loaded()
+
+
+def test_interrupt_becomes_comfy_interrupt_and_writes_nothing(nodes, chain, comfy, host_dirs):
+    base, frames = chain
+    comfy.mm.interrupt_current_processing(True)
+    with pytest.raises(comfy.mm.InterruptProcessingException):
+        run(nodes["CAV_TrainMotionLora"], base=base, reference=frames, **{**MOTION, "save": True})
+    assert os.listdir(host_dirs.loras) == []
+    assert not comfy.mm.processing_interrupted()  # cleared, the next prompt is not interrupted
+    assert not any(hasattr(m, "lora_A") for m in base.base.unet.modules())  # base left clean
+    run(nodes["CAV_TrainMotionLora"], base=base, reference=frames, **{**MOTION, "save": True})
+    assert os.listdir(host_dirs.loras) == ["zigzag.safetensors"]
+
+
+def test_engine_errors_are_plain_node_errors_with_the_message(nodes, chain):
+    base, frames = chain
+    with pytest.raises(Exception, match="the motion prompt is empty") as caught:
+        run(nodes["CAV_TrainMotionLora"], base=base, reference=frames, **{**MOTION, "prompt": "  "})
+    assert type(caught.value) is Exception
+    with pytest.raises(Exception, match="multiples of 4"):
+        run(nodes["CAV_SampleVideo"], base=base, **{**SAMPLE, "width": 18})
+    if not os.path.isdir(TOY_MODEL_DIR):
+        with pytest.raises(Exception, match="bundled shapes-world model is not in this install"):
+            run(nodes["CAV_LoadBase"], model="shapes_world (bundled)", precision="fp32")
+
+
+def test_lora_of_another_base_is_refused(nodes, chain):
+    from cav_pack.nodes.values import MotionLora, MotionLoraStack
+
+    from cav_core.adapter_file import AdapterFile
+
+    base, _ = chain
+    other = MotionLora("other", AdapterFile("ms-1.7b", "0" * 16, temporal=_tiny_lora()))
+    with pytest.raises(Exception, match="trained on base 'ms-1.7b'"):
+        run(nodes["CAV_SampleVideo"], base=base, motion_loras=MotionLoraStack().plus(other, 1.0), **SAMPLE)
+
+
+def _tiny_lora():
+    from cav_core.adapters import TEMPORAL, LoraWeights
+
+    return LoraWeights(TEMPORAL, 1, 1.0, {"x.lora_A.weight": torch.zeros(1, 2), "x.lora_B.weight": torch.zeros(2, 1)})
+
+
+def test_reference_from_images_video_and_file_options(nodes, host_dirs):
+    from cav_pack.nodes.paths import bundled_references
+    from comfy_api.latest import InputImpl, Types
+
+    load = nodes["CAV_LoadReferenceVideo"]
+    frames, fps, count = run(load, **{**REFERENCE, "every_nth": 2, "max_frames": 0}).result
+    assert count == 8 and fps == 4.0 and frames.shape == (8, 16, 16, 3)
+    images = torch.rand(10, 20, 24, 3)
+    frames, fps, count = run(load, **{**REFERENCE, "width": 0, "height": 0, "max_frames": 4}, images=images,
+                             images_fps=12.0).result
+    assert frames.shape == (4, 20, 24, 3) and fps == 12.0
+    assert torch.allclose(frames, (images[:4] * 255).round() / 255)
+    from_file = InputImpl.VideoFromFile(bundled_references()["figure_eight.mp4 [bundled]"])
+    frames, fps, _ = run(load, **REFERENCE, video_input=from_file, images=images).result  # VIDEO wins
+    assert frames.shape == (8, 16, 16, 3) and fps == 8.0
+    components = InputImpl.VideoFromComponents(Types.VideoComponents(images=images, audio=None, frame_rate=Fraction(5)))
+    frames, fps, _ = run(load, **REFERENCE, video_input=components).result
+    assert frames.shape == (8, 16, 16, 3) and fps == 5.0
+    with pytest.raises(Exception, match="set both width and height"):
+        run(load, **{**REFERENCE, "height": 0})
+
+
+def test_reference_validation_and_fingerprint(nodes, host_dirs):
+    load = nodes["CAV_LoadReferenceVideo"]
+    assert load.validate_inputs(video="zigzag.mp4 [bundled]") is True
+    assert "outside" in load.validate_inputs(video="../../etc/passwd")
+    assert "not found" in load.validate_inputs(video="nope.mp4")
+    clip = os.path.join(host_dirs.input, "clip.gif")
+    np_frames = (np.random.default_rng(0).random((4, 8, 8, 3)) * 255).astype(np.uint8)
+    from cav_core.video_io import write_video
+
+    write_video(clip, np_frames, 4.0)
+    first = load.fingerprint_inputs(video="clip.gif")
+    os.utime(clip, (1, 1))
+    assert load.fingerprint_inputs(video="clip.gif") != first
+    assert "clip.gif" in load.GET_SCHEMA().inputs[0].options
+
+
+def test_save_node_sanitizes_and_numbers_names(nodes, chain, host_dirs):
+    base, frames = chain
+    motion = run(nodes["CAV_TrainMotionLora"], base=base, reference=frames, **{**MOTION, "steps": 1}).result[0]
+    save = nodes["CAV_SaveMotionLora"]
+    assert run(save, motion_lora=motion, name="../../a/b", overwrite=False).result[0] == "b.safetensors"
+    assert run(save, motion_lora=motion, name="b", overwrite=False).result[0] == "b_00001.safetensors"
+    assert run(save, motion_lora=motion, name="b.safetensors", overwrite=True).result[0] == "b.safetensors"
+    assert sorted(os.listdir(host_dirs.loras)) == ["b.safetensors", "b_00001.safetensors"]
+    info = run(nodes["CAV_InspectMotionLora"], motion_lora=motion).result[0]
+    assert '"kinds": [\n  "temporal"\n ]' in info and '"prompt": "a red square moving"' in info
