@@ -57,6 +57,17 @@ class BaseModel:
         return int(self.unet.config.sample_size) * self.vae_scale_factor
 
     @property
+    def size_multiple(self) -> int:
+        """Frame sides must be multiples of this: the VAE's and the UNet's down-sampling together."""
+        return self.vae_scale_factor * 2 ** (len(self.unet.config.block_out_channels) - 1)
+
+    def check_frame_size(self, width: int, height: int, what: str = "the video") -> None:
+        m = self.size_multiple
+        if width % m or height % m:
+            raise CavError(f"{what} is {width}x{height}, but {self.name} needs sides that are multiples of "
+                           f"{m} (e.g. {self.default_size}x{self.default_size})")
+
+    @property
     def fingerprint(self) -> str:
         return architecture_fingerprint(dict(self.unet.config), self.text_encoder.config.hidden_size)
 
@@ -107,8 +118,12 @@ def _variant(folder: str) -> str | None:
     return "fp16" if half and not full else None
 
 
-def load_base(source: str, dtype: torch.dtype = torch.float32, device: str | torch.device = "cpu") -> BaseModel:
-    """Load ``source`` (a diffusers folder or ``toy``) with every module frozen, in eval mode."""
+def load_base(source: str, dtype: torch.dtype = torch.float32, device: str | torch.device = "cpu",
+              vae_dtype: torch.dtype | None = None) -> BaseModel:
+    """Load ``source`` (a diffusers folder or ``toy``) with every module frozen, in eval mode.
+
+    ``vae_dtype`` defaults to ``dtype``; an fp16 VAE can overflow, so hosts may keep it wider.
+    """
     from diffusers import AutoencoderKL, UNet3DConditionModel
     from transformers import CLIPTextModel, CLIPTokenizer
 
@@ -120,7 +135,7 @@ def load_base(source: str, dtype: torch.dtype = torch.float32, device: str | tor
 
     try:
         unet = UNet3DConditionModel.from_pretrained(sub("unet"), torch_dtype=dtype, variant=_variant(sub("unet")))
-        vae = AutoencoderKL.from_pretrained(sub("vae"), torch_dtype=dtype, variant=_variant(sub("vae")))
+        vae = AutoencoderKL.from_pretrained(sub("vae"), torch_dtype=vae_dtype or dtype, variant=_variant(sub("vae")))
         text_encoder = CLIPTextModel.from_pretrained(
             sub("text_encoder"), torch_dtype=dtype, variant=_variant(sub("text_encoder")))
         tokenizer = CLIPTokenizer.from_pretrained(sub("tokenizer"))

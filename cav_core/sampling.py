@@ -68,9 +68,7 @@ def make_scheduler(name: str, config: dict):
 
 def _size(base, size) -> tuple[int, int]:
     width, height = (size, size) if isinstance(size, int) else (size or (base.default_size,) * 2)
-    f = base.vae_scale_factor
-    if width % f or height % f:
-        raise CavError(f"width and height must be multiples of {f} for this base, got {width}x{height}")
+    base.check_frame_size(width, height, "the requested size")
     return width, height
 
 

@@ -165,11 +165,12 @@ def _diffusion_target(scheduler, latents, noise, t):
     return noise
 
 
-def _check_frames(frames: np.ndarray, minimum: int = 2) -> None:
+def _check_frames(base, frames: np.ndarray, minimum: int = 2) -> None:
     if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8:
         raise CavError(f"expected uint8 RGB frames [F, H, W, 3], got {frames.dtype} {frames.shape}")
     if len(frames) < minimum:
         raise CavError(f"the reference has {len(frames)} frame(s); at least {minimum} are needed")
+    base.check_frame_size(frames.shape[2], frames.shape[1], "the reference video")
 
 
 class _Checkpoint:
@@ -270,7 +271,7 @@ def train_absorber(base, frames: np.ndarray, settings: AbsorberSettings,
                    _ckpt: _Checkpoint | None = None, _saved: dict | None = None) -> Absorber:
     """Stage 1: learn the reference's appearance on unordered random crops, temporal layers off."""
     settings.validate()
-    _check_frames(frames, 1)
+    _check_frames(base, frames, 1)
     hooks = hooks or Hooks()
     if settings.kind == "none" or settings.steps == 0:
         return Absorber(None, None)
@@ -324,8 +325,8 @@ def train_absorber(base, frames: np.ndarray, settings: AbsorberSettings,
             t = torch.randint(0, scheduler.config.num_train_timesteps, (settings.batch,), generator=g).to(device)
             text = fixed_text if fixed_text is not None else encode_prompts(base, [prompt], device)
             with autocast(device, compute.mixed_precision):
-                pred = unet(scheduler.add_noise(latents, noise, t), t,
-                            text.expand(settings.batch, -1, -1)).sample
+                noisy = scheduler.add_noise(latents, noise, t).to(unet.dtype)
+                pred = unet(noisy, t, text.expand(settings.batch, -1, -1).to(unet.dtype)).sample
             return F.mse_loss(pred.float(), _diffusion_target(scheduler, latents, noise, t).float())
 
         losses = _run_steps("absorber", settings.steps, params, optimizer, step_loss, hooks, ckpt, start,
@@ -351,7 +352,7 @@ def train_motion(base, frames: np.ndarray, settings: MotionSettings, absorber: A
                  _ckpt: _Checkpoint | None = None, _saved: dict | None = None) -> tuple[LoraWeights, list[float]]:
     """Stage 2: with the absorber frozen, learn the T-LoRA on the ordered clip."""
     settings.validate()
-    _check_frames(frames)
+    _check_frames(base, frames)
     hooks = hooks or Hooks()
     absorber = absorber or Absorber(None, None)
     device, unet = compute.torch_device, base.unet
@@ -391,7 +392,7 @@ def train_motion(base, frames: np.ndarray, settings: MotionSettings, absorber: A
             t = torch.randint(0, scheduler.config.num_train_timesteps, (1,), generator=g).to(device)
             noisy = scheduler.add_noise(latents, noise, t)
             with autocast(device, compute.mixed_precision):
-                pred = unet(noisy, t, text).sample.float()
+                pred = unet(noisy.to(unet.dtype), t, text.to(unet.dtype)).sample.float()
             target = _diffusion_target(scheduler, latents, noise, t).float()
             last.update(noisy=noisy.detach(), pred=pred.detach(), t=t)
             if settings.loss == "debiased":
@@ -441,7 +442,7 @@ def train_customization(base, frames: np.ndarray, absorber_settings: AbsorberSet
     hooks = hooks or Hooks()
     absorber_settings.validate()
     motion_settings.validate()
-    _check_frames(frames)
+    _check_frames(base, frames)
     identity = _run_identity(base, frames, absorber_settings, motion_settings)
     ckpt = _Checkpoint(hooks.checkpoint_path, hooks.checkpoint_every, identity)
     saved = ckpt.load()

@@ -37,9 +37,7 @@ class LoadBase(io.ComfyNode):
         with host.engine_call():
             source = folders.resolve_base(model)
             dtype, vae_dtype = host.choose_dtypes(precision)
-            base = load_base(source, dtype=dtype, device=host.offload_device())
-            if base.vae.dtype != vae_dtype:
-                base.vae.to(vae_dtype)
+            base = load_base(source, dtype=dtype, device=host.offload_device(), vae_dtype=vae_dtype)
             loaded = host.manage(base, model)
         info = (f"{base.describe}: {base.default_size}x{base.default_size}, {base.default_frames} frames, "
                 f"{str(dtype).replace('torch.', '')}, runs on {host.compute_device()}")

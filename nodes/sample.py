@@ -10,7 +10,6 @@ from cav_core.text import with_placeholder
 
 from . import host, types
 from .convert import frames_to_image_batch, image_batch_to_frames
-from .train import check_frame_size
 from .values import AppearanceChoice, LoadedBase, MotionLoraStack, check_same_base
 
 SEED_MAX = 0xFFFFFFFFFFFFFFFF
@@ -20,7 +19,7 @@ def sample_settings(base, prompt: str, negative: str, seed: int, steps: int, cfg
                     height: int, scheduler: str, noise_prior: float) -> SampleSettings:
     """The node's widgets as engine settings; 0 for frames / width / height means the base's default."""
     width, height = (width or base.default_size), (height or base.default_size)
-    check_frame_size(base, height, width, "the requested video size")
+    base.check_frame_size(width, height, "the requested video size")
     settings = SampleSettings(prompt=prompt, negative=negative, seed=seed, steps=steps, cfg=cfg,
                               frames=frames or base.default_frames, size=(width, height),
                               scheduler=scheduler, noise_prior=noise_prior)

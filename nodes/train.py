@@ -19,21 +19,9 @@ from .values import LoadedBase, MotionLora, TrainedAbsorber, check_same_base
 SEED_MAX = 2**31 - 1
 
 
-def size_multiple(base) -> int:
-    """Frame sides must be multiples of this for the base's VAE and UNet down-sampling."""
-    return base.vae_scale_factor * 2 ** (len(base.unet.config.block_out_channels) - 1)
-
-
-def check_frame_size(base, height: int, width: int, what: str) -> None:
-    m = size_multiple(base)
-    if height % m or width % m:
-        raise CavError(f"{what} is {width}x{height}, but {base.name} needs sides that are multiples of {m}; "
-                       f"set width and height (e.g. {base.default_size}x{base.default_size}) on the node")
-
-
 def reference_frames(loaded: LoadedBase, reference) -> np.ndarray:
     frames = image_batch_to_frames(reference, "reference")
-    check_frame_size(loaded.base, frames.shape[1], frames.shape[2], "the reference video")
+    loaded.base.check_frame_size(frames.shape[2], frames.shape[1], "the reference video")
     return frames
 
 

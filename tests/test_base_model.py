@@ -62,3 +62,12 @@ def test_fingerprint_depends_on_architecture_not_sample_size():
     wider = dict(cfg, cross_attention_dim=768)
     assert architecture_fingerprint(cfg, 1024) == architecture_fingerprint(other, 1024)
     assert architecture_fingerprint(cfg, 1024) != architecture_fingerprint(wider, 1024)
+
+
+def test_frame_size_rule_and_separate_vae_dtype(tiny_base_dir):
+    base = load_base(tiny_base_dir, vae_dtype=torch.float64)
+    assert base.vae.dtype == torch.float64 and base.unet.dtype == torch.float32
+    assert base.size_multiple == 4  # VAE x2, UNet x2
+    base.check_frame_size(16, 24)
+    with pytest.raises(CavError, match="multiples of 4"):
+        base.check_frame_size(18, 16)

@@ -56,7 +56,7 @@ def test_noise_prior_and_bad_settings(tiny_base, clip_frames):
         sample_video(tiny_base, _settings(noise_prior=0.4))
     with pytest.raises(CavError, match="scheduler"):
         sample_video(tiny_base, _settings(scheduler="pndm"))
-    with pytest.raises(CavError, match="multiples of 2"):
-        sample_video(tiny_base, _settings(size=15))
+    with pytest.raises(CavError, match="multiples of 4"):
+        sample_video(tiny_base, _settings(size=18))
     with pytest.raises(TrainingInterrupted):
         sample_video(tiny_base, _settings(), should_stop=lambda: True)
