@@ -170,6 +170,7 @@ def train(args) -> None:
             save_checkpoint()
         if args.export_every and step % args.export_every == 0:
             export(args.out, tokenizer, text_encoder, vae, unet, scaling, args, step, log)
+    train_decoder(args)
     export(args.out, tokenizer, text_encoder, vae, unet, scaling, args, step, log)
 
 
