@@ -10,8 +10,12 @@ import os
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
-import cv2
-import numpy as np
+# Probing an encoder this build lacks makes FFmpeg print errors; our own message says what to do.
+os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
+
+import cv2  # noqa: E402 (after the FFmpeg log level)
+import cv2.utils.logging as cv_logging  # noqa: E402
+import numpy as np  # noqa: E402
 from PIL import Image, ImageSequence
 
 from .errors import CavError
@@ -224,7 +228,12 @@ def _write_opencv(path: str, frames: np.ndarray, fps: float, ext: str) -> None:
     for fourcc in _FOURCCS[ext]:
         if fourcc in _UNAVAILABLE_FOURCCS:
             continue
-        writer = cv2.VideoWriter(path, cv2.VideoWriter_fourcc(*fourcc), float(fps), (width, height))
+        level = cv_logging.getLogLevel()
+        cv_logging.setLogLevel(cv_logging.LOG_LEVEL_SILENT)
+        try:
+            writer = cv2.VideoWriter(path, cv2.VideoWriter_fourcc(*fourcc), float(fps), (width, height))
+        finally:
+            cv_logging.setLogLevel(level)
         if writer.isOpened():
             break
         writer.release()

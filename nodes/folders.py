@@ -69,3 +69,14 @@ def reference_choices() -> list[str]:
 def resolve_reference(choice: str) -> str:
     return paths.resolve_reference_choice(choice, folder_paths.get_input_directory(),
                                           folder_paths.get_output_directory(), folder_paths.get_temp_directory())
+
+
+def file_fingerprint(resolve, name: str) -> str:
+    """Cache key of a named file: changes when the file is replaced or edited on disk."""
+    from cav_core.errors import CavError
+
+    try:
+        path = resolve(name)
+        return f"{path}:{os.path.getmtime(path)}:{os.path.getsize(path)}"
+    except (CavError, OSError):
+        return f"missing:{name}"

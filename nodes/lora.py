@@ -7,7 +7,6 @@ import os
 from comfy_api.latest import io, ui
 
 from cav_core.adapter_file import load_adapter_file
-from cav_core.errors import CavError
 
 from . import folders, host, types
 from .values import MotionLora, MotionLoraStack
@@ -62,11 +61,7 @@ class LoadMotionLora(io.ComfyNode):
     @classmethod
     def fingerprint_inputs(cls, lora_name: str, **_) -> str:
         """Re-read when the file changes on disk."""
-        try:
-            path = folders.motion_lora_path(lora_name)
-            return f"{path}:{os.path.getmtime(path)}:{os.path.getsize(path)}"
-        except (CavError, OSError):
-            return f"missing:{lora_name}"
+        return folders.file_fingerprint(folders.motion_lora_path, lora_name)
 
     @classmethod
     def execute(cls, lora_name: str, strength: float, stack: MotionLoraStack | None = None) -> io.NodeOutput:

@@ -8,7 +8,6 @@ import numpy as np
 from comfy_api.latest import io, ui
 
 from cav_core.adapter_file import AdapterFile
-from cav_core.errors import CavError
 from cav_core.training import (ABSORBER_KINDS, MOTION_LOSSES, AbsorberSettings, ComputeSettings, Hooks,
                                MotionSettings, train_absorber, train_motion)
 

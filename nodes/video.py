@@ -94,11 +94,7 @@ class LoadReferenceVideo(io.ComfyNode):
     @classmethod
     def fingerprint_inputs(cls, video: str, **_) -> str:
         """Re-run when the file changes on disk (a new upload with the same name)."""
-        try:
-            path = folders.resolve_reference(video)
-            return f"{path}:{os.path.getmtime(path)}:{os.path.getsize(path)}"
-        except (CavError, OSError):
-            return f"missing:{video}"
+        return folders.file_fingerprint(folders.resolve_reference, video)
 
     @classmethod
     def execute(cls, video: str, max_frames: int, skip_first: int, every_nth: int, target_fps: float,

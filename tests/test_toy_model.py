@@ -42,3 +42,17 @@ def test_demo_runs_end_to_end_in_quick_mode(tmp_path):
                  "comparison.gif", "comparison.mp4", "sample_0.mp4", "sample_0.gif", "report.json"):
         assert (tmp_path / name).exists(), name
     assert len(report["samples"]) == 3
+
+
+def test_evaluation_harness_runs_and_reports(tmp_path):
+    """A smoke run of the ablation (tiny budgets): every metric is produced for every variant."""
+    from cav_core.eval import evaluate
+
+    summary = evaluate(str(tmp_path), motions=("zigzag",), variants=("base", "dual", "motiondirector"),
+                       seeds=(0, 1), steps={"absorber": 1, "motion": 1}, sample_steps=2, log=lambda s: None)
+    assert set(summary) == {"base", "dual", "motiondirector"}
+    for row in summary.values():
+        assert -1 <= row["fidelity"] <= 1 and 0 <= row["alignment"] <= 1 and 0 <= row["leakage"] <= 1
+        assert row["samples"] == 6 and row["diversity"] >= 0
+    assert (tmp_path / "table.md").read_text().startswith("| variant |")
+    assert (tmp_path / "zigzag_comparison.gif").exists() and (tmp_path / "results.json").exists()
