@@ -33,12 +33,18 @@ def on_device(module: torch.nn.Module, device: torch.device | str) -> Iterator[t
 
 
 def autocast(device: torch.device | str, mixed_precision: str):
-    """Autocast on CUDA in bf16/fp16; a no-op on CPU or with 'no'."""
+    """Autocast in bf16/fp16 on the device's type (CUDA, or the CPU's own autocast); no-op for 'no'."""
     dtype = MIXED_PRECISION[mixed_precision]
-    device = torch.device(device)
-    if dtype is None or device.type != "cuda":
+    if dtype is None:
         return contextlib.nullcontext()
-    return torch.autocast(device.type, dtype=dtype)
+    return torch.autocast(torch.device(device).type, dtype=dtype)
+
+
+def grad_scaler(device: torch.device | str, mixed_precision: str):
+    """fp16 gradients underflow without loss scaling; bf16 and fp32 need none."""
+    if mixed_precision != "fp16":
+        return None
+    return torch.amp.GradScaler(torch.device(device).type)
 
 
 @contextlib.contextmanager

@@ -28,7 +28,7 @@ from safetensors.torch import save_file
 from . import adapters
 from .adapter_file import AdapterFile, TokenEmbeddings
 from .adapters import SPATIAL, TEMPORAL, LoraWeights
-from .compute import autocast, default_device, gradient_checkpointing, on_device
+from .compute import autocast, default_device, grad_scaler, gradient_checkpointing, on_device
 from .errors import CavError, NonFiniteLoss, TrainingInterrupted
 from .files import atomic_path
 from .latents import decode_latents, encode_frames, random_crops
@@ -96,7 +96,7 @@ class MotionSettings:
 @dataclass(frozen=True)
 class ComputeSettings:
     device: str | None = None  # None: CUDA if available
-    mixed_precision: str = "no"  # no | bf16 | fp16 (CUDA only)
+    mixed_precision: str = "no"  # no | bf16 | fp16 (autocast; fp16 adds loss scaling)
     gradient_checkpointing: bool = False
 
     @property
@@ -227,8 +227,7 @@ def _run_steps(stage: str, total: int, params: list[torch.Tensor], optimizer, st
                ckpt: _Checkpoint, start: int, losses: list[float], compute: ComputeSettings,
                extra: dict[str, torch.Tensor], preview=None) -> list[float]:
     """The optimisation loop both stages share: stop checks, NaN guard, progress, checkpoints."""
-    scaler = torch.amp.GradScaler("cuda") if (compute.mixed_precision == "fp16"
-                                              and compute.torch_device.type == "cuda") else None
+    scaler = grad_scaler(compute.torch_device, compute.mixed_precision)
     for step in range(start, total):
         if hooks.should_stop and hooks.should_stop():
             where = f"; resume from {ckpt.path}" if ckpt.path and os.path.exists(ckpt.path) else ""

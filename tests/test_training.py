@@ -152,3 +152,17 @@ def test_gradient_checkpointing_gives_the_same_training(tiny_base, clip_frames):
     assert np.allclose(plain_losses, ckpt_losses, atol=1e-6)
     assert all(torch.allclose(plain.tensors[k], ckpt.tensors[k], atol=1e-6) for k in plain.tensors)
     assert not any("forward" in m.__dict__ for m in tiny_base.unet.modules())  # unwrapped again
+
+
+@pytest.mark.parametrize("precision", ["bf16", "fp16"])
+def test_mixed_precision_trains_close_to_fp32(tiny_base, clip_frames, precision):
+    """Autocast (and fp16 loss scaling) run on the CPU too, so the option is exercised here."""
+    from cav_core.training import ComputeSettings
+
+    settings = MotionSettings(prompt="a red square", steps=2, lr=1e-3)
+    _, full = train_motion(tiny_base, clip_frames, settings)
+    lora, mixed = train_motion(tiny_base, clip_frames, settings,
+                               compute=ComputeSettings(mixed_precision=precision))
+    assert np.all(np.isfinite(mixed)) and np.allclose(mixed, full, rtol=0.1, atol=0.02)
+    assert mixed != full  # it really ran in lower precision
+    assert all(v.dtype == torch.float32 for v in lora.tensors.values())
