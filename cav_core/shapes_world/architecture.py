@@ -76,9 +76,13 @@ def build_unet() -> UNet3DConditionModel:
     )
 
 
-def build_scheduler() -> DDIMScheduler:
-    # The ModelScope scheduler settings (scaled-linear betas, epsilon prediction).
+def build_scheduler(zero_snr: bool = False) -> DDIMScheduler:
+    """ModelScope's settings (scaled-linear betas, epsilon prediction), or with ``zero_snr`` the
+    same betas rescaled to zero terminal SNR with v-prediction and trailing timesteps, so the last
+    training step is pure noise, as sampling starts."""
+    extra = ({"rescale_betas_zero_snr": True, "prediction_type": "v_prediction", "timestep_spacing": "trailing"}
+             if zero_snr else {"prediction_type": "epsilon"})
     return DDIMScheduler(
         num_train_timesteps=1000, beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear",
-        clip_sample=False, set_alpha_to_one=False, steps_offset=1, prediction_type="epsilon",
+        clip_sample=False, set_alpha_to_one=False, steps_offset=1, **extra,
     )

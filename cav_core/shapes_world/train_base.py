@@ -73,7 +73,7 @@ def train(args) -> None:
     vae_opt = torch.optim.AdamW(vae.parameters(), lr=args.vae_lr, weight_decay=0.0)
     params = list(unet.parameters()) + list(text_encoder.parameters())
     unet_opt = torch.optim.AdamW(params, lr=args.lr, weight_decay=1e-2)
-    scheduler = arch.build_scheduler()
+    scheduler = arch.build_scheduler(args.zero_snr)
     alphas = scheduler.alphas_cumprod
     ckpt = os.path.join(args.work, "checkpoint.safetensors")
     os.makedirs(args.work, exist_ok=True)
@@ -156,7 +156,8 @@ def train(args) -> None:
         a = alphas[t].view(-1, 1, 1, 1, 1)
         noisy = a.sqrt() * lat + (1 - a).sqrt() * noise
         pred = unet(noisy, t, text).sample
-        loss = F.mse_loss(pred, noise)
+        target = a.sqrt() * noise - (1 - a).sqrt() * lat if args.zero_snr else noise  # v or epsilon
+        loss = F.mse_loss(pred, target)
         unet_opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
@@ -245,7 +246,7 @@ def export(out, tokenizer, text_encoder, vae, unet, scaling, args, step, log) ->
     vae.save_pretrained(os.path.join(out, "vae"))
     text_encoder.save_pretrained(os.path.join(out, "text_encoder"))
     tokenizer.save_pretrained(os.path.join(out, "tokenizer"))
-    arch.build_scheduler().save_pretrained(os.path.join(out, "scheduler"))
+    arch.build_scheduler(args.zero_snr).save_pretrained(os.path.join(out, "scheduler"))
     index = {
         "_class_name": "TextToVideoSDPipeline", "_diffusers_version": "0.42.1",
         "scheduler": ["diffusers", "DDIMScheduler"], "text_encoder": ["transformers", "CLIPTextModel"],
@@ -276,6 +277,8 @@ def main(argv=None) -> None:
     p.add_argument("--decoder-steps", type=int, default=800)
     p.add_argument("--only-decoder", action="store_true",
                    help="run phase 3 alone (needs phase 1 done); it may run beside phase 2")
+    p.add_argument("--zero-snr", action="store_true",
+                   help="zero-terminal-SNR betas with v-prediction (see MODEL_CARD.md); may continue an epsilon run")
     p.add_argument("--threads", type=int, default=2)
     args = p.parse_args(argv)
     train_decoder(args) if args.only_decoder else train(args)
