@@ -30,6 +30,12 @@ def _frames_to_tensor(clips: np.ndarray) -> torch.Tensor:
     return x.reshape(-1, *x.shape[-3:]).permute(0, 3, 1, 2).contiguous()
 
 
+def _vae_batch(rng: np.random.Generator, size: int) -> torch.Tensor:
+    """``size`` single frames for the VAE phases: 4 random frames from each of size/4 random clips."""
+    clips = np.stack([render(random_scene(rng)) for _ in range(size // 4)])
+    return _frames_to_tensor(clips[:, rng.choice(arch.FRAMES, 4, replace=False)])
+
+
 def _caption_for_training(scene, rng: np.random.Generator) -> str:
     r = rng.random()
     if r < 0.1:
@@ -108,9 +114,7 @@ def train(args) -> None:
     if phase == "vae":
         vae.train()
         while step < args.vae_steps:
-            rng = np.random.default_rng([args.seed, 1, step])
-            clips = np.stack([render(random_scene(rng)) for _ in range(args.vae_batch // 4)])
-            frames = _frames_to_tensor(clips[:, rng.choice(arch.FRAMES, 4, replace=False)])
+            frames = _vae_batch(np.random.default_rng([args.seed, 1, step]), args.vae_batch)
             posterior = vae.encode(frames).latent_dist
             recon = vae.decode(posterior.sample(generator=torch.Generator().manual_seed(step))).sample
             rec_loss = F.mse_loss(recon, frames)
@@ -205,9 +209,7 @@ def train_decoder(args) -> None:
         lr = args.vae_lr * (0.5 + 0.5 * math.cos(math.pi * step / args.decoder_steps))
         for group in opt.param_groups:
             group["lr"] = lr
-        rng = np.random.default_rng([args.seed, 4, step])
-        clips = np.stack([render(random_scene(rng)) for _ in range(args.vae_batch // 4)])
-        frames = _frames_to_tensor(clips[:, rng.choice(arch.FRAMES, 4, replace=False)])
+        frames = _vae_batch(np.random.default_rng([args.seed, 4, step]), args.vae_batch)
         with torch.no_grad():
             latents = vae.encode(frames).latent_dist.mean
         loss = F.mse_loss(vae.decode(latents).sample, frames)
