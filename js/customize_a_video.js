@@ -133,14 +133,16 @@ app.registerExtension({
 
   async beforeRegisterNodeDef(nodeType, nodeData) {
     if (STACK_NODES.has(nodeData.name)) {
-      reserveHeight(nodeType, () => stackHeight(3));
+      // Room for three bars, or for the whole stack a run reported when it is longer.
+      reserveHeight(nodeType, (node) => stackHeight(Math.max(3, node.cavStack?.length ?? 0)));
       chainMethod(nodeType, "onDrawForeground", function (ctx) {
         if (!this.flags?.collapsed) drawStack(ctx, this, stackEntries(this));
       });
       chainMethod(nodeType, "onExecuted", function (message) {
         if (Array.isArray(message?.cav_stack)) {
           this.cavStack = message.cav_stack;
-          if (stackHeight(this.cavStack.length) > stackHeight(3)) this.setSize(this.computeSize());
+          const needed = this.computeSize();
+          if (needed[1] > this.size[1]) this.setSize([Math.max(this.size[0], needed[0]), needed[1]]);
           this.setDirtyCanvas(true, false);
         }
       });
