@@ -4,6 +4,7 @@ Skipped (with the reason shown by ``pytest -rs``) when COMFYUI_PATH is not set. 
 ``main.py --cpu`` on a free loopback port with ``--base-directory`` in a temp folder; the pack,
 a models/diffusers folder and the motion-LoRA folder come from an extra_model_paths.yaml, so the
 tests also cover that the yaml is honoured. One server serves the whole session.
+With CAV_HOST_TEST_VHS=/path/to/ComfyUI-VideoHelperSuite that pack is installed beside ours.
 Child processes inherit PYTHONPATH (a host may need extra packages there) and run torch on one
 thread.
 """
@@ -23,6 +24,7 @@ COMFYUI_PATH = os.environ.get("COMFYUI_PATH")
 SKIP_REASON = ("COMFYUI_PATH is not set: the host tests start a real ComfyUI server "
                "(set COMFYUI_PATH to a ComfyUI checkout whose requirements are installed)")
 STARTUP_TIMEOUT = 240
+VHS_ENV = "CAV_HOST_TEST_VHS"  # path to a ComfyUI-VideoHelperSuite checkout to install beside the pack
 
 
 def pytest_collection_modifyitems(config, items):
@@ -52,6 +54,8 @@ def host(tmp_path_factory, tiny_base_dir) -> Host:
         os.makedirs(path, exist_ok=True)
     os.symlink(ROOT, os.path.join(dirs["custom_nodes"], PACK_DIR_NAME))
     os.symlink(tiny_base_dir, os.path.join(dirs["diffusers"], TINY_BASE))
+    if os.path.isdir(os.environ.get(VHS_ENV, "")):  # Video Helper Suite, for the interop test
+        os.symlink(os.path.abspath(os.environ[VHS_ENV]), os.path.join(dirs["custom_nodes"], "ComfyUI-VideoHelperSuite"))
     if os.path.isdir(os.environ.get("CAV_HOST_TEST_BASE", "")):
         os.symlink(os.path.abspath(os.environ["CAV_HOST_TEST_BASE"]), os.path.join(dirs["diffusers"], OTHER_BASE))
     yaml_path = os.path.join(tmp, "extra_model_paths.yaml")

@@ -12,10 +12,13 @@ import urllib.error
 import urllib.request
 import uuid
 
+import cv2
+
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 PACK_DIR_NAME = "ComfyUI-Customize-A-Video"
 TINY_BASE = "tiny_t2v"  # name of the random-init test base in the yaml's diffusers folder
 OTHER_BASE = "cav_test_base"  # a folder given as CAV_HOST_TEST_BASE=/path, linked beside it
+TOY_MODEL = os.path.join(ROOT, "cav_core", "shapes_world", "model", "model_index.json")
 
 
 def free_port() -> int:
@@ -155,3 +158,23 @@ def assert_success(host: Host, entry: dict) -> None:
         errors = messages(entry, "execution_error")
         detail = "\n".join(f"{e.get('node_type')}: {e.get('exception_message')}" for e in errors)
         raise AssertionError(f"prompt failed: {detail or entry['status']}\nlog:\n{host.log_tail()}")
+
+
+def base_choice() -> str | None:
+    """The base to run on: "" as shipped, a test base's name, or None (skip)."""
+    override = os.environ.get("CAV_HOST_TEST_BASE", "")
+    if override == "tiny":
+        return TINY_BASE
+    if override:
+        return OTHER_BASE
+    return "" if os.path.isfile(TOY_MODEL) else None
+
+
+def read_video(path: str) -> tuple[int, int, int]:
+    capture = cv2.VideoCapture(path)
+    count = 0
+    while capture.grab():
+        count += 1
+    size = int(capture.get(cv2.CAP_PROP_FRAME_WIDTH)), int(capture.get(cv2.CAP_PROP_FRAME_HEIGHT))
+    capture.release()
+    return count, *size

@@ -13,29 +13,17 @@ import json
 import os
 import urllib.parse
 
-import cv2
 import pytest
 
-from .host_client import OTHER_BASE, ROOT, TINY_BASE, assert_success, messages
+from .host_client import ROOT, TOY_MODEL, assert_success, base_choice, messages, read_video
 from .ui_to_api import ui_to_api
 
 WORKFLOWS = sorted(glob.glob(os.path.join(ROOT, "workflows", "*.json")))
-TOY_MODEL = os.path.join(ROOT, "cav_core", "shapes_world", "model", "model_index.json")
 SHORT_STEPS = {"CAV_TrainAbsorber": 2, "CAV_TrainMotionLora": 2, "CAV_SampleVideo": 2}
 
 
-def _base_choice() -> str | None:
-    """The base to run on: "" as shipped, a test base's name, or None (skip)."""
-    override = os.environ.get("CAV_HOST_TEST_BASE", "")
-    if override == "tiny":
-        return TINY_BASE
-    if override:
-        return OTHER_BASE
-    return "" if os.path.isfile(TOY_MODEL) else None
-
-
 def shipped_prompt(host, path: str) -> dict:
-    base = _base_choice()
+    base = base_choice()
     if base is None:
         pytest.skip(f"the bundled shapes-world model is not in this checkout ({TOY_MODEL}); "
                     "set CAV_HOST_TEST_BASE=tiny (a tiny random-init base) or =/path/to/a/base folder to run them")
@@ -64,16 +52,6 @@ def upstream(prompt: dict, node_id: str, class_type: str) -> str:
                     return value[0]
                 todo.append(value[0])
     raise AssertionError(f"node {node_id} does not depend on a {class_type}")
-
-
-def read_video(path: str) -> tuple[int, int, int]:
-    capture = cv2.VideoCapture(path)
-    count = 0
-    while capture.grab():
-        count += 1
-    size = int(capture.get(cv2.CAP_PROP_FRAME_WIDTH)), int(capture.get(cv2.CAP_PROP_FRAME_HEIGHT))
-    capture.release()
-    return count, *size
 
 
 def check_outputs(host, prompt: dict, entry: dict) -> None:
