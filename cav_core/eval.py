@@ -12,6 +12,10 @@ clip is read back with :mod:`cav_core.shapes_world.measure`:
 - text alignment: share of colour / shape / background that match the prompt;
 - appearance leakage: share of colour / shape / background that match the reference instead;
 - diversity: mean absolute pixel difference between samples of one prompt across seeds.
+
+Writes results.json (every sample), table.md (overall and per reference), metrics.png and a
+comparison GIF per reference; finished (reference, variant) pairs are kept under ``parts/`` so an
+interrupted run resumes.
 """
 from __future__ import annotations
 
@@ -24,9 +28,12 @@ import time
 
 import numpy as np
 
+from PIL import Image
+
 from .base_model import load_base
 from .baselines import train_motiondirector
-from .plots import side_by_side
+from .files import atomic_path
+from .plots import metric_bars_image, side_by_side
 from .sampling import SampleSettings, sample_video
 from .shapes_world.measure import read_clip, velocity_similarity
 from .shapes_world.references import REFERENCES, appearance_caption, reference_caption, reference_path
@@ -59,54 +66,107 @@ def _train(variant: str, base, frames, name: str, steps: dict, seed: int):
     return train_motion(base, frames, motion, absorber)[0]
 
 
+ATTRIBUTES = ("colour", "shape", "background")
+
+
+def _settings(motions, variants, seeds, steps, sample_steps) -> dict:
+    return {"motions": list(motions), "variants": list(variants), "seeds": list(seeds), "train_steps": steps,
+            "sample_steps": sample_steps, "prompts": {m: list(PROMPTS[m]) for m in motions}}
+
+
+def _evaluate_variant(base, name: str, variant: str, ref, ref_reading, seeds, steps, sample_steps):
+    """Train one variant on one reference and measure its samples: (rows, first sample)."""
+    ref_attrs = (ref_reading.colour, ref_reading.shape, ref_reading.background)
+    started = time.time()
+    lora = _train(variant, base, ref, name, steps, seed=0)
+    train_s = time.time() - started
+    loras = [(lora, 1.0)] if lora is not None else []
+    rows, first = [], None
+    for prompt in PROMPTS[name]:
+        samples = []
+        for seed in seeds:
+            clip = sample_video(base, SampleSettings(prompt=prompt, seed=seed, steps=sample_steps), loras)
+            samples.append(clip)
+            r = read_clip(clip)
+            got, want = (r.colour, r.shape, r.background), _parse_prompt(prompt)
+            row = {"motion": name, "variant": variant, "prompt": prompt, "seed": seed,
+                   "fidelity": velocity_similarity(r.trajectory, ref_reading.trajectory),
+                   "alignment": float(np.mean([g == w for g, w in zip(got, want)])),
+                   "leakage": float(np.mean([g == x for g, x in zip(got, ref_attrs)])),
+                   "found": r.found, "read_back": got, "train_seconds": round(train_s, 1)}
+            for attr, g, w, x in zip(ATTRIBUTES, got, want, ref_attrs):
+                row[f"alignment_{attr}"], row[f"leakage_{attr}"] = float(g == w), float(g == x)
+            rows.append(row)
+        pairs = list(itertools.combinations(samples, 2))
+        diversity = float(np.mean([np.abs(a - b).mean() for a, b in pairs])) if pairs else float("nan")
+        for row in rows[-len(seeds):]:
+            row["diversity"] = diversity
+        if first is None:
+            first = samples[0]
+    return rows, first
+
+
 def evaluate(out: str, motions=tuple(PROMPTS), variants=VARIANTS, seeds=(0, 1), steps=None,
              sample_steps: int = 25, log=print) -> dict:
+    """Run the ablation. Each (reference, variant) is kept under ``out/parts`` as it finishes, so an
+    interrupted run started again with the same settings goes on where it stopped."""
     steps = steps or {"absorber": 150, "motion": 300}
-    os.makedirs(out, exist_ok=True)
+    settings = _settings(motions, variants, seeds, steps, sample_steps)
+    parts = os.path.join(out, "parts")
+    os.makedirs(parts, exist_ok=True)
     base = load_base("toy")
-    rows, clips_for_figure = [], {}
+    rows = []
     for name in motions:
         ref = read_video(reference_path(name), VideoOptions(max_frames=base.default_frames)).frames
         ref_reading = read_clip(ref)
-        ref_attrs = (ref_reading.colour, ref_reading.shape, ref_reading.background)
+        firsts = {}
         for variant in variants:
-            started = time.time()
-            lora = _train(variant, base, ref, name, steps, seed=0)
-            train_s = time.time() - started
-            loras = [(lora, 1.0)] if lora is not None else []
-            for prompt in PROMPTS[name]:
-                samples = []
-                for seed in seeds:
-                    clip = sample_video(base, SampleSettings(prompt=prompt, seed=seed, steps=sample_steps), loras)
-                    samples.append(clip)
-                    r = read_clip(clip)
-                    got, want = (r.colour, r.shape, r.background), _parse_prompt(prompt)
-                    rows.append({
-                        "motion": name, "variant": variant, "prompt": prompt, "seed": seed,
-                        "fidelity": velocity_similarity(r.trajectory, ref_reading.trajectory),
-                        "alignment": float(np.mean([g == w for g, w in zip(got, want)])),
-                        "leakage": float(np.mean([g == x for g, x in zip(got, ref_attrs)])),
-                        "found": r.found, "read_back": got, "train_seconds": round(train_s, 1),
-                    })
-                pairs = list(itertools.combinations(samples, 2))
-                diversity = float(np.mean([np.abs(a - b).mean() for a, b in pairs])) if pairs else float("nan")
-                for row in rows[-len(seeds):]:
-                    row["diversity"] = diversity
-                clips_for_figure.setdefault((name, prompt), {})[variant] = samples[0]
-            log(f"{name} / {variant}: trained in {train_s:.0f} s; mean fidelity "
-                f"{np.mean([r['fidelity'] for r in rows if r['motion'] == name and r['variant'] == variant]):.2f}")
-        first = PROMPTS[name][0]
-        cols = [ref] + [clips_for_figure[(name, first)][v] for v in variants]
+            stem = os.path.join(parts, f"{name}__{variant}")
+            part = _load_part(stem, settings)
+            if part is None:
+                part = _evaluate_variant(base, name, variant, ref, ref_reading, seeds, steps, sample_steps)
+                _save_part(stem, settings, *part)
+                note = f"trained in {part[0][0]['train_seconds']:.0f} s"
+            else:
+                note = "kept from an earlier run with the same settings"
+            rows.extend(part[0])
+            firsts[variant] = part[1]
+            log(f"{name} / {variant}: {note}; mean fidelity {np.mean([r['fidelity'] for r in part[0]]):.2f}")
+        cols = [ref] + [firsts[v] for v in variants]
         write_video(os.path.join(out, f"{name}_comparison.gif"), side_by_side(cols, ["reference", *variants]),
                     base.default_fps)
     summary = summarize(rows, variants)
-    with open(os.path.join(out, "results.json"), "w") as f:
-        json.dump({"settings": {"motions": list(motions), "variants": list(variants), "seeds": list(seeds),
-                                "train_steps": steps, "sample_steps": sample_steps, "prompts": PROMPTS},
-                   "summary": summary, "rows": rows}, f, indent=2)
-    with open(os.path.join(out, "table.md"), "w") as f:
+    by_motion = {m: summarize([r for r in rows if r["motion"] == m], variants) for m in motions}
+    with atomic_path(os.path.join(out, "results.json")) as tmp, open(tmp, "w") as f:
+        json.dump({"settings": settings, "summary": summary, "by_motion": by_motion, "rows": rows}, f, indent=2)
+    with atomic_path(os.path.join(out, "table.md")) as tmp, open(tmp, "w") as f:
         f.write(markdown_table(summary))
+        for m, s in by_motion.items():
+            f.write(f"\n**{m}** only:\n\n" + markdown_table(s))
+    with atomic_path(os.path.join(out, "metrics.png")) as tmp:
+        Image.fromarray(metric_bars_image(summary, ("fidelity", "alignment", "leakage"))).save(tmp)
     return summary
+
+
+def _save_part(stem: str, settings: dict, rows: list[dict], first) -> None:
+    with atomic_path(stem + ".npy") as tmp, open(tmp, "wb") as f:
+        np.save(f, np.asarray(first), allow_pickle=False)
+    with atomic_path(stem + ".json") as tmp, open(tmp, "w") as f:
+        json.dump({"settings": settings, "rows": rows}, f)
+
+
+def _load_part(stem: str, settings: dict):
+    if not (os.path.isfile(stem + ".json") and os.path.isfile(stem + ".npy")):
+        return None
+    with open(stem + ".json") as f:
+        saved = json.load(f)
+    if saved["settings"] != json.loads(json.dumps(settings)):
+        return None  # other settings: measure again
+    return saved["rows"], np.load(stem + ".npy", allow_pickle=False)
+
+
+METRICS = ("fidelity", "alignment", "leakage", "diversity", "found",
+           *(f"{k}_{a}" for k in ("alignment", "leakage") for a in ATTRIBUTES))
 
 
 def summarize(rows: list[dict], variants) -> dict:
@@ -114,18 +174,19 @@ def summarize(rows: list[dict], variants) -> dict:
     for v in variants:
         sel = [r for r in rows if r["variant"] == v]
         if sel:
-            out[v] = {k: float(np.mean([r[k] for r in sel])) for k in ("fidelity", "alignment", "leakage",
-                                                                       "diversity", "found")}
+            out[v] = {k: float(np.mean([r[k] for r in sel])) for k in METRICS}
             out[v]["samples"] = len(sel)
     return out
 
 
 def markdown_table(summary: dict) -> str:
-    lines = ["| variant | motion fidelity ↑ | text alignment ↑ | appearance leakage ↓ | diversity ↑ | object found |",
-             "|---|---|---|---|---|---|"]
+    lines = ["| variant | motion fidelity ↑ | text alignment ↑ | appearance leakage ↓ "
+             "(colour / shape / background) | diversity ↑ | object found | samples |",
+             "|---|---|---|---|---|---|---|"]
     for v, s in summary.items():
-        lines.append(f"| {v} | {s['fidelity']:.3f} | {s['alignment']:.3f} | {s['leakage']:.3f} | "
-                     f"{s['diversity']:.4f} | {s['found']:.2f} |")
+        per_attr = " / ".join(f"{s[f'leakage_{a}']:.2f}" for a in ATTRIBUTES)
+        lines.append(f"| {v} | {s['fidelity']:.3f} | {s['alignment']:.3f} | {s['leakage']:.3f} ({per_attr}) | "
+                     f"{s['diversity']:.4f} | {s['found']:.2f} | {s['samples']} |")
     return "\n".join(lines) + "\n"
 
 

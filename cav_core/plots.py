@@ -1,4 +1,4 @@
-"""Small pictures the engine hands to users: loss curves and side-by-side clip strips."""
+"""Small pictures the engine hands to users: loss curves, side-by-side clip strips, metric bars."""
 from __future__ import annotations
 
 import numpy as np
@@ -63,3 +63,32 @@ def side_by_side(clips: list[np.ndarray], labels: list[str] | None = None, gap: 
             x += c.shape[2] + gap
         out[:, :label_h] = np.asarray(banner)
     return out
+
+
+def metric_bars_image(summary: dict[str, dict[str, float]], metrics: tuple[str, ...], width: int = 560,
+                      bar: int = 12) -> np.ndarray:
+    """Grouped horizontal bars, one group per row of ``summary`` (e.g. an ablation's variants) and
+    one bar per metric, on a shared 0..1 scale (values below 0 are drawn as empty bars); the value
+    is printed beside each bar."""
+    label_w, pad, gap = 110, 8, 6
+    rows = list(summary)
+    group_h = bar * len(metrics) + gap
+    height = pad * 2 + group_h * len(rows) + 18
+    img = Image.new("RGB", (width, height), (255, 255, 255))
+    draw = ImageDraw.Draw(img)
+    span = width - label_w - pad - 40
+    for g, row in enumerate(rows):
+        top = pad + g * group_h
+        draw.text((pad, top + (bar * len(metrics)) // 2 - 6), row[:16], fill=(0, 0, 0))
+        for k, metric in enumerate(metrics):
+            value = float(summary[row][metric])
+            y = top + k * bar
+            w = span * min(max(value, 0.0), 1.0)
+            draw.rectangle([label_w, y + 1, label_w + w, y + bar - 2], fill=_COLOURS[k % len(_COLOURS)])
+            draw.text((label_w + w + 4, y), f"{value:.2f}", fill=(60, 60, 60))
+    for k, metric in enumerate(metrics):  # legend
+        draw.rectangle([label_w + 120 * k, height - 14, label_w + 120 * k + 10, height - 4],
+                       fill=_COLOURS[k % len(_COLOURS)])
+        draw.text((label_w + 120 * k + 14, height - 16), metric, fill=(0, 0, 0))
+    draw.line([label_w, pad, label_w, height - 20], fill=(150, 150, 150))
+    return np.asarray(img)

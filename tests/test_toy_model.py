@@ -44,7 +44,7 @@ def test_demo_runs_end_to_end_in_quick_mode(tmp_path):
     assert len(report["samples"]) == 3
 
 
-def test_evaluation_harness_runs_and_reports(tmp_path):
+def test_evaluation_harness_runs_reports_and_resumes(tmp_path, monkeypatch):
     """A smoke run of the ablation (tiny budgets): every metric is produced for every variant."""
     from cav_core.eval import evaluate
 
@@ -54,8 +54,21 @@ def test_evaluation_harness_runs_and_reports(tmp_path):
     for row in summary.values():
         assert -1 <= row["fidelity"] <= 1 and 0 <= row["alignment"] <= 1 and 0 <= row["leakage"] <= 1
         assert row["samples"] == 6 and row["diversity"] >= 0
+        assert 0 <= row["leakage_colour"] <= 1 and 0 <= row["alignment_background"] <= 1
     assert (tmp_path / "table.md").read_text().startswith("| variant |")
-    assert (tmp_path / "zigzag_comparison.gif").exists() and (tmp_path / "results.json").exists()
+    for name in ("zigzag_comparison.gif", "results.json", "metrics.png"):
+        assert (tmp_path / name).exists(), name
+
+    # Started again with the same settings, it trains nothing and reports the same numbers.
+    import cav_core.eval as evaluation
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("a finished variant was trained again")
+
+    monkeypatch.setattr(evaluation, "_train", no_training)
+    again = evaluate(str(tmp_path), motions=("zigzag",), variants=("base", "dual", "motiondirector"),
+                     seeds=(0, 1), steps={"absorber": 1, "motion": 1}, sample_steps=2, log=lambda s: None)
+    assert again == summary
 
 
 def test_bundled_model_denoises_a_real_clip(toy):
