@@ -117,7 +117,7 @@ def train(args) -> None:
             frames = _vae_batch(np.random.default_rng([args.seed, 1, step]), args.vae_batch)
             posterior = vae.encode(frames).latent_dist
             recon = vae.decode(posterior.sample(generator=torch.Generator().manual_seed(step))).sample
-            rec_loss = F.mse_loss(recon, frames)
+            rec_loss = ((recon - frames).pow(2) * _object_weights(frames, args.object_weight)).mean()
             loss = rec_loss + args.kl_weight * posterior.kl().mean()
             vae_opt.zero_grad(set_to_none=True)
             loss.backward()
@@ -135,6 +135,8 @@ def train(args) -> None:
             frames = _frames_to_tensor(np.stack([render(random_scene(rng)) for _ in range(32)]))
             scaling = float(1.0 / vae.encode(frames).latent_dist.mean.std())
         phase, step = "unet", 0
+        if args.init_unet:
+            _init_from(args.init_unet, unet, text_encoder)
         save_checkpoint()
 
     vae.eval().requires_grad_(False)
@@ -148,6 +150,7 @@ def train(args) -> None:
         scenes = [random_scene(rng) for _ in range(args.batch)]
         captions = [_caption_for_training(s, rng) for s in scenes]
         gen = torch.Generator().manual_seed(int(rng.integers(2**31)))
+        torch.manual_seed(int(rng.integers(2**31)))  # the UNet's temporal-conv dropout: same on resume
         with torch.no_grad():
             frames = _frames_to_tensor(np.stack([render(s) for s in scenes]))
             lat = vae.encode(frames).latent_dist.sample(generator=gen) * scaling
@@ -212,7 +215,8 @@ def train_decoder(args) -> None:
         frames = _vae_batch(np.random.default_rng([args.seed, 4, step]), args.vae_batch)
         with torch.no_grad():
             latents = vae.encode(frames).latent_dist.mean
-        loss = F.mse_loss(vae.decode(latents).sample, frames)
+        error = (vae.decode(latents).sample - frames).pow(2)
+        loss = (error * _object_weights(frames, args.object_weight)).mean()
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -225,6 +229,29 @@ def train_decoder(args) -> None:
             out = {f"vae.{k}": v for k, v in vae.state_dict().items()}
             out.update(ot)
             _atomic_save(out, path, {"step": str(step), "opt": json.dumps(om)})
+
+
+def _init_from(path: str, unet, text_encoder) -> None:
+    """Start phase 2 from another run's UNet and text encoder (a checkpoint.safetensors of this
+    script), e.g. after retraining the VAE: what the UNet learned about text and motion carries
+    over, and it only has to adapt to the new latents."""
+    tensors = load_file(path)
+    for name, module in (("unet", unet), ("text_encoder", text_encoder)):
+        module.load_state_dict({k[len(name) + 1:]: v for k, v in tensors.items() if k.startswith(name + ".")})
+    print(f"phase 2 starts from the UNet and text encoder in {path}", flush=True)
+
+
+def _object_weights(frames: torch.Tensor, weight: float) -> torch.Tensor:
+    """Per-pixel loss weights [N, 1, H, W]: 1 on the background, 1 + ``weight`` on the object.
+
+    The object covers about 5 % of a frame, so a plain MSE lets the VAE trade its colour away (the
+    first model's latents kept little more than brightness: green on white came back dark blue);
+    the weight makes the object's pixels count. The
+    background is the frame's corner colour (scenes have plain backgrounds).
+    """
+    corner = frames[:, :, :1, :1]
+    on_object = (frames - corner).abs().amax(1, keepdim=True) > 0.02
+    return 1.0 + weight * on_object.float()
 
 
 def _decoder_weights(work: str) -> dict | None:
@@ -277,6 +304,9 @@ def main(argv=None) -> None:
     p.add_argument("--checkpoint-every", type=int, default=100)
     p.add_argument("--export-every", type=int, default=0)
     p.add_argument("--decoder-steps", type=int, default=800)
+    p.add_argument("--object-weight", type=float, default=0.0,
+                   help="phases 1 and 3: extra loss weight on the object's pixels (see _object_weights)")
+    p.add_argument("--init-unet", help="start phase 2 from this checkpoint.safetensors' UNet and text encoder")
     p.add_argument("--only-decoder", action="store_true",
                    help="run phase 3 alone (needs phase 1 done); it may run beside phase 2")
     p.add_argument("--zero-snr", action="store_true",
