@@ -20,6 +20,7 @@ interrupted run resumes.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import itertools
 import json
 import os
@@ -107,14 +108,17 @@ def _evaluate_variant(base, name: str, variant: str, ref, ref_reading, seeds, st
 
 
 def evaluate(out: str, motions=tuple(PROMPTS), variants=VARIANTS, seeds=(0, 1), steps=None,
-             sample_steps: int = 25, log=print) -> dict:
+             sample_steps: int = 25, log=print, base_source: str = "toy") -> dict:
     """Run the ablation. Each (reference, variant) is kept under ``out/parts`` as it finishes, so an
-    interrupted run started again with the same settings goes on where it stopped."""
+    interrupted run started again with the same settings goes on where it stopped, and a run with
+    more references or variants only measures what is new."""
     steps = steps or {"absorber": 150, "motion": 300}
     settings = _settings(motions, variants, seeds, steps, sample_steps)
+    settings["base"] = base_source
     parts = os.path.join(out, "parts")
     os.makedirs(parts, exist_ok=True)
-    base = load_base("toy")
+    base = load_base(base_source)
+    weights = _weights_id(base.path)
     rows = []
     for name in motions:
         ref = read_video(reference_path(name), VideoOptions(max_frames=base.default_frames)).frames
@@ -122,10 +126,13 @@ def evaluate(out: str, motions=tuple(PROMPTS), variants=VARIANTS, seeds=(0, 1), 
         firsts = {}
         for variant in variants:
             stem = os.path.join(parts, f"{name}__{variant}")
-            part = _load_part(stem, settings)
+            # What this pair's numbers depend on (not the other references or variants run beside it).
+            key = {"seeds": list(seeds), "train_steps": steps, "sample_steps": sample_steps,
+                   "prompts": list(PROMPTS[name]), "base": weights}
+            part = _load_part(stem, key)
             if part is None:
                 part = _evaluate_variant(base, name, variant, ref, ref_reading, seeds, steps, sample_steps)
-                _save_part(stem, settings, *part)
+                _save_part(stem, key, *part)
                 note = f"trained in {part[0][0]['train_seconds']:.0f} s"
             else:
                 note = "kept from an earlier run with the same settings"
@@ -146,6 +153,17 @@ def evaluate(out: str, motions=tuple(PROMPTS), variants=VARIANTS, seeds=(0, 1), 
     with atomic_path(os.path.join(out, "metrics.png")) as tmp:
         Image.fromarray(metric_bars_image(summary, ("fidelity", "alignment", "leakage"))).save(tmp)
     return summary
+
+
+def _weights_id(folder: str) -> str:
+    """Digest of a model folder's weight files: kept results are reused only for the same weights."""
+    digest = hashlib.sha256()
+    for root, _, files in sorted(os.walk(folder)):
+        for name in sorted(f for f in files if f.endswith(".safetensors")):
+            with open(os.path.join(root, name), "rb") as f:
+                digest.update(name.encode())
+                digest.update(hashlib.sha256(f.read()).digest())
+    return digest.hexdigest()[:16]
 
 
 def _save_part(stem: str, settings: dict, rows: list[dict], first) -> None:
@@ -199,10 +217,11 @@ def main(argv=None) -> int:
     p.add_argument("--absorber-steps", type=int, default=150)
     p.add_argument("--motion-steps", type=int, default=300)
     p.add_argument("--sample-steps", type=int, default=25)
+    p.add_argument("--base", default="toy", help="the bundled shapes-world model (toy) or another export of it")
     args = p.parse_args(argv)
     summary = evaluate(args.out, args.motions, args.variants, tuple(args.seeds),
                        {"absorber": args.absorber_steps, "motion": args.motion_steps}, args.sample_steps,
-                       log=lambda s: print(s, file=sys.stderr, flush=True))
+                       log=lambda s: print(s, file=sys.stderr, flush=True), base_source=args.base)
     print(markdown_table(summary))
     return 0
 

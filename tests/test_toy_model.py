@@ -70,6 +70,13 @@ def test_evaluation_harness_runs_reports_and_resumes(tmp_path, monkeypatch):
                      seeds=(0, 1), steps={"absorber": 1, "motion": 1}, sample_steps=2, log=lambda s: None)
     assert again == summary
 
+    # One more variant: only that one is trained, the others are read back.
+    trained = []
+    monkeypatch.setattr(evaluation, "_train", lambda variant, *args, **kwargs: trained.append(variant))
+    more = evaluate(str(tmp_path), motions=("zigzag",), variants=("base", "none", "dual"),
+                    seeds=(0, 1), steps={"absorber": 1, "motion": 1}, sample_steps=2, log=lambda s: None)
+    assert trained == ["none"] and more["dual"] == summary["dual"]
+
 
 def test_bundled_model_denoises_a_real_clip(toy):
     """What the base did learn: from a rendered clip noised to t=500, its one-step clean estimate
