@@ -66,3 +66,17 @@ def test_phase_two_can_start_from_another_runs_unet(tmp_path):
     assert all(torch.equal(got[k], donor[k]) for k in donor if k.startswith(("unet.", "text_encoder.")))
     assert not all(torch.equal(got[k], donor[k]) for k in donor if k.startswith("vae."))  # its own VAE (seed 1)
     assert np.isfinite([v.float().sum().item() for v in got.values()]).all()
+
+
+def test_latent_object_weights_sit_where_the_object_is():
+    scenes = [Scene("green", "square", "white", "right", size=0.25), Scene("red", "circle", "black", "up", size=0.25)]
+    frames = train_base._frames_to_tensor(np.stack([render(s) for s in scenes]))
+    weights = train_base._latent_object_weights(frames, 20.0, torch.Size([2, 4, 16, 16, 16]))
+    assert weights.shape == (2, 1, 16, 16, 16) and weights.min() == 1 and weights.max() == 21
+    for clip in range(2):
+        for frame in (0, 15):
+            pixels = train_base._object_weights(frames[clip * 16 + frame:clip * 16 + frame + 1], 20.0)[0, 0] > 1
+            latent = weights[clip, 0, frame] > 1
+            pixel_centre = pixels.nonzero().float().mean(0)
+            latent_centre = latent.nonzero().float().mean(0) * 4 + 1.5  # latent cell -> pixel centre
+            assert torch.allclose(pixel_centre, latent_centre, atol=2.5)
