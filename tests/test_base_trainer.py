@@ -11,7 +11,8 @@ from cav_core.shapes_world.scenes import Scene, render
 
 def test_object_weights_pick_out_the_object_on_any_background():
     for background in ("white", "black", "gray"):
-        frames = train_base._frames_to_tensor(render(Scene("green", "square", background, "static", size=0.25))[None, :2])
+        clip = render(Scene("green", "square", background, "static", size=0.25))
+        frames = train_base._frames_to_tensor(clip[None, :2])
         weights = train_base._object_weights(frames, 20.0)
         on_object = weights[:, 0] > 1
         assert weights.shape == (2, 1, 64, 64) and set(weights.unique().tolist()) == {1.0, 21.0}
