@@ -18,7 +18,7 @@ from .compute import on_device
 from .latents import encode_frames
 from .targeting import spatial_targets, temporal_layers_bypassed, temporal_targets
 from .text import encode_prompts
-from .training import ComputeSettings, MotionSettings, _debiased_loss, _diffusion_target, _generator, _noise_scheduler
+from .training import ComputeSettings, MotionSettings, _debiased_loss, _generator, _noise_scheduler, diffusion_target
 
 
 def train_motiondirector(base, frames: np.ndarray, settings: MotionSettings, spatial_lr: float = 1e-4,
@@ -54,7 +54,7 @@ def train_motiondirector(base, frames: np.ndarray, settings: MotionSettings, spa
                     p.requires_grad_(True)
                 with temporal_layers_bypassed(unet):
                     pred = unet(scheduler.add_noise(frame, noise, t), t, text).sample
-                spatial_loss = F.mse_loss(pred, _diffusion_target(scheduler, frame, noise, t))
+                spatial_loss = F.mse_loss(pred, diffusion_target(scheduler, frame, noise, t))
                 spatial_loss.backward()
                 for p in spatial:
                     p.requires_grad_(False)
@@ -64,7 +64,7 @@ def train_motiondirector(base, frames: np.ndarray, settings: MotionSettings, spa
                 noise = torch.randn(latents.shape, generator=g).to(device)
                 t = torch.randint(0, scheduler.config.num_train_timesteps, (1,), generator=g).to(device)
                 pred = unet(scheduler.add_noise(latents, noise, t), t, text).sample
-                temporal_loss = _debiased_loss(pred, _diffusion_target(scheduler, latents, noise, t), g)
+                temporal_loss = _debiased_loss(pred, diffusion_target(scheduler, latents, noise, t), g)
                 temporal_loss.backward()
                 for p in temporal:
                     p.requires_grad_(False)

@@ -159,7 +159,7 @@ def _noise_scheduler(base) -> DDPMScheduler:
     return DDPMScheduler.from_config(base.scheduler_config)
 
 
-def _diffusion_target(scheduler, latents, noise, t):
+def diffusion_target(scheduler, latents, noise, t):
     if scheduler.config.prediction_type == "v_prediction":
         return scheduler.get_velocity(latents, noise, t)
     return noise
@@ -326,7 +326,7 @@ def train_absorber(base, frames: np.ndarray, settings: AbsorberSettings,
             with autocast(device, compute.mixed_precision):
                 noisy = scheduler.add_noise(latents, noise, t).to(unet.dtype)
                 pred = unet(noisy, t, text.expand(settings.batch, -1, -1).to(unet.dtype)).sample
-            return F.mse_loss(pred.float(), _diffusion_target(scheduler, latents, noise, t).float())
+            return F.mse_loss(pred.float(), diffusion_target(scheduler, latents, noise, t).float())
 
         losses = _run_steps("absorber", settings.steps, params, optimizer, step_loss, hooks, ckpt, start,
                             losses, compute, {})
@@ -392,7 +392,7 @@ def train_motion(base, frames: np.ndarray, settings: MotionSettings, absorber: A
             noisy = scheduler.add_noise(latents, noise, t)
             with autocast(device, compute.mixed_precision):
                 pred = unet(noisy.to(unet.dtype), t, text.to(unet.dtype)).sample.float()
-            target = _diffusion_target(scheduler, latents, noise, t).float()
+            target = diffusion_target(scheduler, latents, noise, t).float()
             last.update(noisy=noisy.detach(), pred=pred.detach(), t=t)
             if settings.loss == "debiased":
                 return _debiased_loss(pred, target, g)

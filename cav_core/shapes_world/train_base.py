@@ -20,6 +20,7 @@ import torch
 import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 
+from ..training import diffusion_target
 from . import architecture as arch
 from .scenes import GENERIC_MOTION_PHRASE, random_scene, render
 
@@ -34,6 +35,11 @@ def _vae_batch(rng: np.random.Generator, size: int) -> torch.Tensor:
     """``size`` single frames for the VAE phases: 4 random frames from each of size/4 random clips."""
     clips = np.stack([render(random_scene(rng)) for _ in range(size // 4)])
     return _frames_to_tensor(clips[:, rng.choice(arch.FRAMES, 4, replace=False)])
+
+
+def _submodule_state(tensors: dict, name: str) -> dict:
+    """The entries of one module (``vae``, ``unet``, ``text_encoder``) in a checkpoint, unprefixed."""
+    return {k[len(name) + 1:]: v for k, v in tensors.items() if k.startswith(name + ".")}
 
 
 def _caption_for_training(scene, rng: np.random.Generator) -> str:
@@ -80,7 +86,6 @@ def train(args) -> None:
     params = list(unet.parameters()) + list(text_encoder.parameters())
     unet_opt = torch.optim.AdamW(params, lr=args.lr, weight_decay=1e-2)
     scheduler = arch.build_scheduler(args.zero_snr)
-    alphas = scheduler.alphas_cumprod
     ckpt = os.path.join(args.work, "checkpoint.safetensors")
     os.makedirs(args.work, exist_ok=True)
     phase, step, scaling, log = "vae", 0, 1.0, []
@@ -93,7 +98,7 @@ def train(args) -> None:
         phase, step, scaling = meta["phase"], int(meta["step"]), float(meta["scaling"])
         log = json.loads(meta["log"])
         for name, module in (("vae", vae), ("unet", unet), ("text_encoder", text_encoder)):
-            module.load_state_dict({k[len(name) + 1:]: v for k, v in tensors.items() if k.startswith(name + ".")})
+            module.load_state_dict(_submodule_state(tensors, name))
         _load_optimizer_state(vae_opt, tensors, json.loads(meta["vae_opt"]), "vae_opt")
         _load_optimizer_state(unet_opt, tensors, json.loads(meta["unet_opt"]), "unet_opt")
         print(f"resumed at phase {phase} step {step}", flush=True)
@@ -160,10 +165,8 @@ def train(args) -> None:
         text = text_encoder(ids)[0]
         noise = torch.randn(lat.shape, generator=gen)
         t = torch.randint(0, scheduler.config.num_train_timesteps, (args.batch,), generator=gen)
-        a = alphas[t].view(-1, 1, 1, 1, 1)
-        noisy = a.sqrt() * lat + (1 - a).sqrt() * noise
-        pred = unet(noisy, t, text).sample
-        target = a.sqrt() * noise - (1 - a).sqrt() * lat if args.zero_snr else noise  # v or epsilon
+        pred = unet(scheduler.add_noise(lat, noise, t), t, text).sample
+        target = diffusion_target(scheduler, lat, noise, t)  # v with --zero-snr, else epsilon
         if args.unet_object_weight:
             loss = ((pred - target).pow(2) * _latent_object_weights(frames, args.unet_object_weight, lat.shape)).mean()
         else:
@@ -194,7 +197,7 @@ def train_decoder(args) -> None:
     torch.set_num_threads(args.threads)
     tensors = load_file(os.path.join(args.work, "checkpoint.safetensors"))
     vae = arch.build_vae()
-    vae.load_state_dict({k[4:]: v for k, v in tensors.items() if k.startswith("vae.")})
+    vae.load_state_dict(_submodule_state(tensors, "vae"))
     vae.encoder.requires_grad_(False)
     vae.quant_conv.requires_grad_(False)
     params = [p for p in vae.parameters() if p.requires_grad]
@@ -207,7 +210,7 @@ def train_decoder(args) -> None:
         with safe_open(path, "pt") as f:
             meta = f.metadata()
         saved = load_file(path)
-        vae.load_state_dict({k[4:]: v for k, v in saved.items() if k.startswith("vae.")})
+        vae.load_state_dict(_submodule_state(saved, "vae"))
         _load_optimizer_state(opt, saved, json.loads(meta["opt"]), "opt")
         step = int(meta["step"])
     start = time.time()
@@ -240,7 +243,7 @@ def _init_from(path: str, unet, text_encoder) -> None:
     over, and it only has to adapt to the new latents."""
     tensors = load_file(path)
     for name, module in (("unet", unet), ("text_encoder", text_encoder)):
-        module.load_state_dict({k[len(name) + 1:]: v for k, v in tensors.items() if k.startswith(name + ".")})
+        module.load_state_dict(_submodule_state(tensors, name))
     print(f"phase 2 starts from the UNet and text encoder in {path}", flush=True)
 
 
@@ -249,8 +252,8 @@ def _object_weights(frames: torch.Tensor, weight: float) -> torch.Tensor:
 
     The object covers about 5 % of a frame, so a plain MSE lets the VAE trade its colour away (the
     first model's latents kept little more than brightness: green on white came back dark blue);
-    the weight makes the object's pixels count. The
-    background is the frame's corner colour (scenes have plain backgrounds).
+    the weight makes the object's pixels count. The background is the frame's corner colour
+    (scenes have plain backgrounds).
     """
     corner = frames[:, :, :1, :1]
     on_object = (frames - corner).abs().amax(1, keepdim=True) > 0.02
@@ -271,7 +274,7 @@ def _decoder_weights(work: str) -> dict | None:
     path = os.path.join(work, "decoder.safetensors")
     if not os.path.exists(path):
         return None
-    return {k[4:]: v for k, v in load_file(path).items() if k.startswith("vae.")}
+    return _submodule_state(load_file(path), "vae")
 
 
 def export(out, tokenizer, text_encoder, vae, unet, scaling, args, step, log) -> None:
