@@ -28,7 +28,6 @@ import sys
 import time
 
 import numpy as np
-
 from PIL import Image
 
 from .base_model import load_base
@@ -70,9 +69,6 @@ def _train(variant: str, base, frames, name: str, steps: dict, seed: int):
 ATTRIBUTES = ("colour", "shape", "background")
 
 
-def _settings(motions, variants, seeds, steps, sample_steps) -> dict:
-    return {"motions": list(motions), "variants": list(variants), "seeds": list(seeds), "train_steps": steps,
-            "sample_steps": sample_steps, "prompts": {m: list(PROMPTS[m]) for m in motions}}
 
 
 def _evaluate_variant(base, name: str, variant: str, ref, ref_reading, seeds, steps, sample_steps):
@@ -92,11 +88,11 @@ def _evaluate_variant(base, name: str, variant: str, ref, ref_reading, seeds, st
             got, want = (r.colour, r.shape, r.background), _parse_prompt(prompt)
             row = {"motion": name, "variant": variant, "prompt": prompt, "seed": seed,
                    "fidelity": velocity_similarity(r.trajectory, ref_reading.trajectory),
-                   "alignment": float(np.mean([g == w for g, w in zip(got, want)])),
-                   "leakage": float(np.mean([g == x for g, x in zip(got, ref_attrs)])),
                    "found": r.found, "read_back": got, "train_seconds": round(train_s, 1)}
             for attr, g, w, x in zip(ATTRIBUTES, got, want, ref_attrs):
                 row[f"alignment_{attr}"], row[f"leakage_{attr}"] = float(g == w), float(g == x)
+            for kind in ("alignment", "leakage"):
+                row[kind] = float(np.mean([row[f"{kind}_{attr}"] for attr in ATTRIBUTES]))
             rows.append(row)
         pairs = list(itertools.combinations(samples, 2))
         diversity = float(np.mean([np.abs(a - b).mean() for a, b in pairs])) if pairs else float("nan")
@@ -113,8 +109,8 @@ def evaluate(out: str, motions=tuple(PROMPTS), variants=VARIANTS, seeds=(0, 1), 
     interrupted run started again with the same settings goes on where it stopped, and a run with
     more references or variants only measures what is new."""
     steps = steps or {"absorber": 150, "motion": 300}
-    settings = _settings(motions, variants, seeds, steps, sample_steps)
-    settings["base"] = base_source
+    settings = {"motions": list(motions), "variants": list(variants), "seeds": list(seeds), "train_steps": steps,
+                "sample_steps": sample_steps, "prompts": {m: list(PROMPTS[m]) for m in motions}, "base": base_source}
     parts = os.path.join(out, "parts")
     os.makedirs(parts, exist_ok=True)
     base = load_base(base_source)
@@ -166,19 +162,19 @@ def _weights_id(folder: str) -> str:
     return digest.hexdigest()[:16]
 
 
-def _save_part(stem: str, settings: dict, rows: list[dict], first) -> None:
+def _save_part(stem: str, key: dict, rows: list[dict], first) -> None:
     with atomic_path(stem + ".npy") as tmp, open(tmp, "wb") as f:
         np.save(f, np.asarray(first), allow_pickle=False)
     with atomic_path(stem + ".json") as tmp, open(tmp, "w") as f:
-        json.dump({"settings": settings, "rows": rows}, f)
+        json.dump({"settings": key, "rows": rows}, f)
 
 
-def _load_part(stem: str, settings: dict):
+def _load_part(stem: str, key: dict):
     if not (os.path.isfile(stem + ".json") and os.path.isfile(stem + ".npy")):
         return None
     with open(stem + ".json") as f:
         saved = json.load(f)
-    if saved["settings"] != json.loads(json.dumps(settings)):
+    if saved["settings"] != json.loads(json.dumps(key)):
         return None  # other settings: measure again
     return saved["rows"], np.load(stem + ".npy", allow_pickle=False)
 

@@ -16,7 +16,6 @@ import math
 import sys
 
 import numpy as np
-
 import torch
 
 from ..base_model import load_base

@@ -13,6 +13,7 @@ import shutil
 import pytest
 
 from .host_client import ROOT, assert_success, base_choice, read_video
+from .ui_to_api import WIDGET_TYPES
 
 REFERENCE = os.path.join(ROOT, "cav_core", "shapes_world", "references", "zigzag.mp4")
 FRAMES, SIZE = 8, 32  # small, so the run stays short; the check is the plumbing, not the quality
@@ -27,7 +28,7 @@ def _node(host, class_type: str, **inputs) -> dict:
         kind, options = spec[0], (spec[1] if len(spec) > 1 else {})
         if isinstance(kind, list):
             inputs[name] = options.get("default", kind[0] if kind else None)
-        elif kind in ("INT", "FLOAT", "STRING", "BOOLEAN", "COMBO"):
+        elif kind in WIDGET_TYPES:
             inputs[name] = options.get("default", options.get("options", [None])[0] if kind == "COMBO" else None)
     return {"class_type": class_type, "inputs": inputs}
 
