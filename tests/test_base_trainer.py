@@ -1,4 +1,6 @@
 """The shapes-world base trainer: object-weighted VAE loss, resume, and phase-2 initialisation."""
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -81,3 +83,46 @@ def test_latent_object_weights_sit_where_the_object_is():
             pixel_centre = pixels.nonzero().float().mean(0)
             latent_centre = latent.nonzero().float().mean(0) * 4 + 1.5  # latent cell -> pixel centre
             assert torch.allclose(pixel_centre, latent_centre, atol=2.5)
+
+
+def test_phase_two_can_start_from_an_exported_model_folder(tmp_path):
+    train_base.main(["--work", str(tmp_path / "first"), "--out", str(tmp_path / "model"), "--steps", "1", *TINY_RUN])
+    exported = {name: load_file(str(tmp_path / "model" / name / "diffusion_pytorch_model.safetensors"))
+                for name in ("unet", "vae")}
+    exported["text_encoder"] = load_file(str(tmp_path / "model" / "text_encoder" / "model.safetensors"))
+    second = tmp_path / "second"
+    train_base.main(["--work", str(second), "--out", str(tmp_path / "o2"), "--steps", "1", "--seed", "1",
+                     *TINY_RUN, "--init-model", str(tmp_path / "model")])
+    phase, step, got = _checkpoint(second)
+    assert (phase, step) == ("unet", 1)
+    vae = {k: v for k, v in got.items() if k.startswith("vae.")}
+    assert all(torch.equal(vae["vae." + k], v) for k, v in exported["vae"].items())  # frozen in phase 2
+    assert any(not torch.equal(got["unet." + k], v) for k, v in exported["unet"].items())
+    for name in ("unet", "text_encoder"):  # one small step away from the export, not a fresh init
+        assert max((got[f"{name}.{k}"] - v).abs().max().item() for k, v in exported[name].items()) < 0.01
+    with safe_open(str(second / "checkpoint.safetensors"), "pt") as f:
+        scaling = float(f.metadata()["scaling"])
+    assert scaling == json.loads((tmp_path / "model" / "vae" / "config.json").read_text())["scaling_factor"]
+
+
+def test_motion_weight_adds_only_the_error_that_changes_across_frames():
+    target = torch.zeros(2, 4, 16, 8, 8)
+    steady = torch.ones_like(target)  # wrong by the same amount in every frame
+    assert torch.equal(train_base._denoising_loss(steady, target, None, 5.0),
+                       train_base._denoising_loss(steady, target, None, 0.0))
+    moving = torch.zeros_like(target)
+    moving[:, :, 8:] = 2.0  # half the frames wrong by 2: mean error 1, varying part +-1
+    plain = train_base._denoising_loss(moving, target, None, 0.0)
+    assert plain == 2.0 and train_base._denoising_loss(moving, target, None, 5.0) == 2.0 + 5.0 * 1.0
+    weights = torch.full((2, 1, 16, 8, 8), 3.0)
+    assert train_base._denoising_loss(moving, target, weights, 5.0) == 3 * (2.0 + 5.0)
+
+
+def test_high_noise_share_moves_timesteps_into_the_noisiest_thirty_percent():
+    gen = torch.Generator().manual_seed(0)
+    uniform = train_base._training_timesteps(1000, 4000, 0.0, gen)
+    all_high = train_base._training_timesteps(1000, 4000, 1.0, gen)
+    half = train_base._training_timesteps(1000, 4000, 0.5, gen)
+    assert 0.25 < (uniform >= 700).float().mean() < 0.35
+    assert all_high.min() >= 700 and all_high.max() < 1000
+    assert 0.6 < (half >= 700).float().mean() < 0.7  # 0.5 + 0.5 * 0.3

@@ -89,6 +89,9 @@ def train(args) -> None:
     ckpt = os.path.join(args.work, "checkpoint.safetensors")
     os.makedirs(args.work, exist_ok=True)
     phase, step, scaling, log = "vae", 0, 1.0, []
+    if not os.path.exists(ckpt) and args.init_model:
+        scaling = _init_from_model(args.init_model, vae, unet, text_encoder)
+        phase = "unet"  # phases 1 and 3 are the folder's; a resume before the first checkpoint redoes this
     if os.path.exists(ckpt):
         from safetensors import safe_open
 
@@ -164,20 +167,20 @@ def train(args) -> None:
                         truncation=True, return_tensors="pt").input_ids
         text = text_encoder(ids)[0]
         noise = torch.randn(lat.shape, generator=gen)
-        t = torch.randint(0, scheduler.config.num_train_timesteps, (args.batch,), generator=gen)
+        t = _training_timesteps(scheduler.config.num_train_timesteps, args.batch, args.high_noise_share, gen)
         pred = unet(scheduler.add_noise(lat, noise, t), t, text).sample
         target = diffusion_target(scheduler, lat, noise, t)  # v with --zero-snr, else epsilon
+        weights = None
         if args.unet_object_weight:
-            loss = ((pred - target).pow(2) * _latent_object_weights(frames, args.unet_object_weight, lat.shape)).mean()
-        else:
-            loss = F.mse_loss(pred, target)
+            weights = _latent_object_weights(frames, args.unet_object_weight, lat.shape)
+        loss = _denoising_loss(pred, target, weights, args.motion_weight)
         unet_opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         unet_opt.step()
         step += 1
         if step % 25 == 0:
-            log.append({"phase": "unet", "step": step, "loss": float(loss)})
+            log.append({"phase": "unet", "step": step, "loss": loss.item()})
             print(f"unet step {step}/{args.steps} loss {loss.item():.4f} lr {lr:.2e} "
                   f"({time.time() - start:.0f}s)", flush=True)
         if step % args.checkpoint_every == 0 or step == args.steps:
@@ -245,6 +248,52 @@ def _init_from(path: str, unet, text_encoder) -> None:
     for name, module in (("unet", unet), ("text_encoder", text_encoder)):
         module.load_state_dict(_submodule_state(tensors, name))
     print(f"phase 2 starts from the UNet and text encoder in {path}", flush=True)
+
+
+def _init_from_model(folder: str, vae, unet, text_encoder) -> float:
+    """Start phase 2 from an exported model folder (e.g. the bundled one, whose checkpoints are
+    not kept): its VAE, UNet and text encoder, and its latent scaling, which is returned."""
+    from diffusers import AutoencoderKL, UNet3DConditionModel
+    from transformers import CLIPTextModel
+
+    donor_vae = AutoencoderKL.from_pretrained(os.path.join(folder, "vae"))
+    vae.load_state_dict(donor_vae.state_dict())
+    unet.load_state_dict(UNet3DConditionModel.from_pretrained(os.path.join(folder, "unet")).state_dict())
+    text_encoder.load_state_dict(CLIPTextModel.from_pretrained(os.path.join(folder, "text_encoder")).state_dict())
+    print(f"phase 2 starts from the model in {folder}", flush=True)
+    return float(donor_vae.config.scaling_factor)
+
+
+def _training_timesteps(num_train_timesteps: int, batch: int, high_noise_share: float,
+                        gen: torch.Generator) -> torch.Tensor:
+    """Uniform timesteps, except that a ``high_noise_share`` of them (in expectation) come from the
+    noisiest 30 %.
+
+    Motion from text alone is decided there: the first base's x0 prediction from pure noise was
+    static for every pan caption, while from t <= 600 it copied the noisy clip's motion exactly.
+    """
+    t = torch.randint(0, num_train_timesteps, (batch,), generator=gen)
+    if high_noise_share:
+        high = torch.randint(int(0.7 * num_train_timesteps), num_train_timesteps, (batch,), generator=gen)
+        t = torch.where(torch.rand(batch, generator=gen) < high_noise_share, high, t)
+    return t
+
+
+def _denoising_loss(pred: torch.Tensor, target: torch.Tensor, weights: torch.Tensor | None,
+                    motion_weight: float) -> torch.Tensor:
+    """MSE over [B, C, F, h, w], optionally weighted per cell, plus ``motion_weight`` times the
+    same MSE on the part of the error that changes across frames.
+
+    The error's per-cell mean over frames is appearance; what is left is motion. A pan's motion is
+    a small share of a plain MSE, so the base learned appearance from text long before motion.
+    """
+    error = (pred - target).pow(2) if weights is None else (pred - target).pow(2) * weights
+    loss = error.mean()
+    if motion_weight:
+        varying = (pred - target) - (pred - target).mean(dim=2, keepdim=True)
+        varying = varying.pow(2) if weights is None else varying.pow(2) * weights
+        loss = loss + motion_weight * varying.mean()
+    return loss
 
 
 def _object_weights(frames: torch.Tensor, weight: float) -> torch.Tensor:
@@ -324,6 +373,11 @@ def main(argv=None) -> None:
                    help="phases 1 and 3: extra loss weight on the object's pixels (see _object_weights)")
     p.add_argument("--unet-object-weight", type=float, default=0.0,
                    help="phase 2: extra loss weight on latents covering the object (may change on resume)")
+    p.add_argument("--motion-weight", type=float, default=0.0,
+                   help="phase 2: extra loss weight on the frame-varying part of the error (see _denoising_loss)")
+    p.add_argument("--high-noise-share", type=float, default=0.0,
+                   help="phase 2: share of timesteps drawn from the noisiest 30%% (see _training_timesteps)")
+    p.add_argument("--init-model", help="start phase 2 from an exported model folder (skips phases 1 and 3)")
     p.add_argument("--init-unet", help="start phase 2 from this checkpoint.safetensors' UNet and text encoder")
     p.add_argument("--only-decoder", action="store_true",
                    help="run phase 3 alone (needs phase 1 done); it may run beside phase 2")

@@ -75,7 +75,8 @@ def test_lora_from_another_base_is_a_node_error(host):
     lora = LoraWeights(TEMPORAL, 2, 2.0, {f"{target}.lora_A.weight": torch.zeros(2, 320),
                                           f"{target}.lora_B.weight": torch.zeros(320, 2)})
     save_adapter_file(os.path.join(host.dirs["loras"], "other_base.safetensors"),
-                      AdapterFile(base_name="text-to-video-ms-1.7b", base_fingerprint="0123456789abcdef", temporal=lora))
+                      AdapterFile(base_name="text-to-video-ms-1.7b", base_fingerprint="0123456789abcdef",
+                                  temporal=lora))
     prompt = {"1": base(), "3": {"class_type": "CAV_LoadMotionLora",
                                  "inputs": {"lora_name": "other_base.safetensors", "strength": 1.0}},
               "4": sample(motion_loras=["3", 0]), "9": preview("4")}

@@ -11,7 +11,8 @@ NODE_IDS = {
     "CAV_MotionLoraStack", "CAV_ApplyAppearance", "CAV_SampleVideo", "CAV_SaveMotionLora", "CAV_InspectMotionLora",
 }
 CATEGORY = "Customize-A-Video"
-WORKFLOW_NAMES = sorted(os.path.splitext(os.path.basename(p))[0] for p in glob.glob(os.path.join(ROOT, "workflows", "*.json")))
+WORKFLOW_NAMES = sorted(os.path.splitext(os.path.basename(p))[0]
+                        for p in glob.glob(os.path.join(ROOT, "workflows", "*.json")))
 
 
 def _ours(host) -> dict:
