@@ -126,3 +126,14 @@ def test_high_noise_share_moves_timesteps_into_the_noisiest_thirty_percent():
     assert 0.25 < (uniform >= 700).float().mean() < 0.35
     assert all_high.min() >= 700 and all_high.max() < 1000
     assert 0.6 < (half >= 700).float().mean() < 0.7  # 0.5 + 0.5 * 0.3
+
+
+def test_text_lr_scale_sets_the_text_encoders_learning_rate_apart(tmp_path):
+    train_base.main(["--work", str(tmp_path / "first"), "--out", str(tmp_path / "model"), "--steps", "0", *TINY_RUN])
+    before = _checkpoint(tmp_path / "first")[2]
+    train_base.main(["--work", str(tmp_path / "frozen_text"), "--out", str(tmp_path / "o2"), "--steps", "1",
+                     *TINY_RUN, "--init-model", str(tmp_path / "model"), "--text-lr-scale", "0"])
+    after = _checkpoint(tmp_path / "frozen_text")[2]
+    text = [k for k in before if k.startswith("text_encoder.")]
+    assert all(torch.equal(before[k], after[k]) for k in text)
+    assert any(not torch.equal(before[k], after[k]) for k in before if k.startswith("unet."))

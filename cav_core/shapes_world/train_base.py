@@ -84,7 +84,9 @@ def train(args) -> None:
     text_encoder = arch.build_text_encoder(len(tokenizer))
     vae_opt = torch.optim.AdamW(vae.parameters(), lr=args.vae_lr, weight_decay=0.0)
     params = list(unet.parameters()) + list(text_encoder.parameters())
-    unet_opt = torch.optim.AdamW(params, lr=args.lr, weight_decay=1e-2)
+    unet_opt = torch.optim.AdamW([{"params": list(unet.parameters()), "lr_scale": 1.0},
+                                  {"params": list(text_encoder.parameters()), "lr_scale": args.text_lr_scale}],
+                                 lr=args.lr, weight_decay=1e-2)
     scheduler = arch.build_scheduler(args.zero_snr)
     ckpt = os.path.join(args.work, "checkpoint.safetensors")
     os.makedirs(args.work, exist_ok=True)
@@ -153,7 +155,7 @@ def train(args) -> None:
     while step < args.steps:
         lr = args.lr * min(1.0, (step + 1) / 200) * (0.5 + 0.5 * math.cos(math.pi * step / args.steps))
         for group in unet_opt.param_groups:
-            group["lr"] = lr
+            group["lr"] = lr * group["lr_scale"]
         rng = np.random.default_rng([args.seed, 3, step])
         scenes = [random_scene(rng) for _ in range(args.batch)]
         captions = [_caption_for_training(s, rng) for s in scenes]
@@ -377,6 +379,8 @@ def main(argv=None) -> None:
                    help="phase 2: extra loss weight on the frame-varying part of the error (see _denoising_loss)")
     p.add_argument("--high-noise-share", type=float, default=0.0,
                    help="phase 2: share of timesteps drawn from the noisiest 30%% (see _training_timesteps)")
+    p.add_argument("--text-lr-scale", type=float, default=1.0,
+                   help="phase 2: the text encoder's learning rate as a multiple of --lr")
     p.add_argument("--init-model", help="start phase 2 from an exported model folder (skips phases 1 and 3)")
     p.add_argument("--init-unet", help="start phase 2 from this checkpoint.safetensors' UNet and text encoder")
     p.add_argument("--only-decoder", action="store_true",
