@@ -25,3 +25,21 @@ def test_pure_noise_probe_scores_only_the_pans_among_held_out_captions():
     pans = result["pan_direction"]["n"]
     assert 0 < pans <= 6 and 0 <= result["pan_direction"]["accuracy"] <= 1
     assert result["median_travel_px"] >= 0
+
+
+def test_time_reversal_asymmetry_is_zero_for_a_fresh_unet_and_not_once_order_matters():
+    import torch
+    from diffusers.models.resnet import TemporalConvLayer
+
+    from cav_core.shapes_world import architecture as arch
+
+    torch.manual_seed(0)
+    unet = arch.build_unet().eval()
+    text = torch.randn(1, arch.TOKEN_LENGTH, arch.TEXT_DIM)
+    assert prompt_following.time_reversal_asymmetry(unet, text, 999) < 1e-5
+    with torch.no_grad():  # temporal convolutions that look only backwards: order now matters
+        for layer in (m for m in unet.modules() if isinstance(m, TemporalConvLayer)):
+            torch.nn.init.normal_(layer.conv4[-1].weight, std=0.02)
+            for conv in (layer.conv1, layer.conv2, layer.conv3, layer.conv4):
+                conv[-1].weight[:, :, 2] = 0
+    assert prompt_following.time_reversal_asymmetry(unet, text, 999) > 0.1

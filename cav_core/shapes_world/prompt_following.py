@@ -11,6 +11,10 @@ score through this VAE.
 A third reading isolates motion from text: the UNet's one-step clean-clip estimate from pure noise
 (the last training timestep) for each pan caption. It is the model's mean guess given the caption
 alone, so it shows whether the text, rather than the noisy input, carries the direction.
+
+A fourth asks whether the UNet can tell forwards from backwards at all: a pan left is a pan right
+played backwards, so a UNet whose output merely reverses when its input is reversed cannot choose
+between them, whatever the text says.
 """
 from __future__ import annotations
 
@@ -99,6 +103,23 @@ def pure_noise_motion(base, count: int = 48, seed: int = 0) -> dict:
             "median_travel_px": float(np.median(travel))}
 
 
+def time_reversal_asymmetry(unet, text_states: torch.Tensor, timestep: int, seed: int = 0) -> float:
+    """How much ``unet``'s output on reversed-time noise differs from its reversed output, relative
+    to the output's size: 0 means forwards and backwards are indistinguishable to it.
+
+    diffusers' UNet3D starts at exactly 0: its temporal attention has no positional embedding and
+    its temporal convolutions start as the identity (last layer zeroed), so only training can break
+    the symmetry, through those convolutions' kernels and zero padding."""
+    side = arch.PIXELS // arch.LATENT_DOWNSCALE
+    noise = torch.randn(1, unet.config.in_channels, arch.FRAMES, side, side,
+                        generator=torch.Generator().manual_seed(seed))
+    t = torch.tensor([timestep])
+    with torch.no_grad():
+        out = unet(noise, t, text_states).sample
+        reversed_out = unet(noise.flip(2), t, text_states).sample.flip(2)
+    return float((out - reversed_out).abs().mean() / out.abs().mean())
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--count", type=int, default=48)
@@ -108,7 +129,10 @@ def main(argv=None) -> int:
     base = load_base(args.base)
     result = {"samples": measure(args.count, args.steps, base),
               "vae_round_trip_ceiling": measure(args.count, base=base, ceiling=True),
-              "x0_from_pure_noise": pure_noise_motion(base, args.count)}
+              "x0_from_pure_noise": pure_noise_motion(base, args.count),
+              "time_reversal_asymmetry_at_last_timestep": time_reversal_asymmetry(
+                  base.unet, encode_prompts(base, ["a red square moving right on a white background"]),
+                  base.scheduler_config["num_train_timesteps"] - 1)}
     print(json.dumps(result, indent=2))
     return 0
 
