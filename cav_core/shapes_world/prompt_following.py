@@ -84,10 +84,10 @@ def pure_noise_motion(base, count: int = 48, seed: int = 0) -> dict:
     alpha = float(scheduler.alphas_cumprod[t])
     rng = np.random.default_rng(HELD_OUT_SEED)
     scenes = [s for s in (random_scene(rng) for _ in range(count)) if s.motion in _PAN_ANGLE]
+    side = arch.PIXELS // arch.LATENT_DOWNSCALE
+    shape = (1, base.unet.config.in_channels, arch.FRAMES, side, side)
     hits, travel = [], []
     for i, scene in enumerate(scenes):
-        side = arch.PIXELS // arch.LATENT_DOWNSCALE
-        shape = (1, base.unet.config.in_channels, arch.FRAMES, side, side)
         noise = torch.randn(shape, generator=torch.Generator().manual_seed(seed + i))
         with torch.no_grad():
             out = base.unet(noise, torch.tensor([t]), encode_prompts(base, [scene.caption()])).sample

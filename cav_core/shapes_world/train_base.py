@@ -271,8 +271,9 @@ def _training_timesteps(num_train_timesteps: int, batch: int, high_noise_share: 
     """Uniform timesteps, except that a ``high_noise_share`` of them (in expectation) come from the
     noisiest 30 %.
 
-    Motion from text alone is decided there: the first base's x0 prediction from pure noise was
-    static for every pan caption, while from t <= 600 it copied the noisy clip's motion exactly.
+    Motion from text alone is decided there: the bundled base's clean-clip estimate from pure
+    noise was static for every pan caption, while from t <= 600 it copied the noisy clip's motion.
+    (Tried in session 4 without effect on direction; see MODEL_CARD.md.)
     """
     t = torch.randint(0, num_train_timesteps, (batch,), generator=gen)
     if high_noise_share:
@@ -286,8 +287,8 @@ def _denoising_loss(pred: torch.Tensor, target: torch.Tensor, weights: torch.Ten
     """MSE over [B, C, F, h, w], optionally weighted per cell, plus ``motion_weight`` times the
     same MSE on the part of the error that changes across frames.
 
-    The error's per-cell mean over frames is appearance; what is left is motion. A pan's motion is
-    a small share of a plain MSE, so the base learned appearance from text long before motion.
+    The error's per-cell mean over frames is appearance; what is left is motion, a small share of
+    a plain MSE. (Tried in session 4 without effect on direction; see MODEL_CARD.md.)
     """
     error = (pred - target).pow(2) if weights is None else (pred - target).pow(2) * weights
     loss = error.mean()
@@ -381,7 +382,8 @@ def main(argv=None) -> None:
                    help="phase 2: share of timesteps drawn from the noisiest 30%% (see _training_timesteps)")
     p.add_argument("--text-lr-scale", type=float, default=1.0,
                    help="phase 2: the text encoder's learning rate as a multiple of --lr")
-    p.add_argument("--init-model", help="start phase 2 from an exported model folder (skips phases 1 and 3)")
+    p.add_argument("--init-model", help="start phase 2 from an exported model folder: skips phase 1, and phase 3 "
+                   "continues that folder's decoder (use --decoder-steps 0 to keep it)")
     p.add_argument("--init-unet", help="start phase 2 from this checkpoint.safetensors' UNet and text encoder")
     p.add_argument("--only-decoder", action="store_true",
                    help="run phase 3 alone (needs phase 1 done); it may run beside phase 2")
