@@ -165,6 +165,15 @@ def diffusion_target(scheduler, latents, noise, t):
     return noise
 
 
+def clean_estimate(scheduler, noisy, pred, t):
+    """The UNet's one-step estimate of the clean video latents [B, C, F, h, w] from its prediction
+    ``pred`` (v or epsilon) at timesteps ``t``."""
+    a = scheduler.alphas_cumprod.to(noisy.device)[t].view(-1, 1, 1, 1, 1)
+    if scheduler.config.prediction_type == "v_prediction":
+        return a.sqrt() * noisy - (1 - a).sqrt() * pred
+    return (noisy - (1 - a).sqrt() * pred) / a.clamp_min(1e-8).sqrt()
+
+
 def _check_frames(base, frames: np.ndarray, minimum: int = 2) -> None:
     if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8:
         raise CavError(f"expected uint8 RGB frames [F, H, W, 3], got {frames.dtype} {frames.shape}")
@@ -399,10 +408,7 @@ def train_motion(base, frames: np.ndarray, settings: MotionSettings, absorber: A
             return F.mse_loss(pred, target)
 
         def preview() -> np.ndarray:
-            a = scheduler.alphas_cumprod.to(device)[last["t"]].view(-1, 1, 1, 1, 1)
-            x0 = (last["noisy"] - (1 - a).sqrt() * last["pred"]) / a.sqrt()
-            if scheduler.config.prediction_type == "v_prediction":
-                x0 = a.sqrt() * last["noisy"] - (1 - a).sqrt() * last["pred"]
+            x0 = clean_estimate(scheduler, last["noisy"], last["pred"], last["t"])
             mid = x0.shape[2] // 2
             with on_device(base.vae, device):
                 frame = decode_latents(base.vae, x0[0, :, mid:mid + 1])[0]

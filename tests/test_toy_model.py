@@ -89,6 +89,7 @@ def test_bundled_model_denoises_a_real_clip(toy):
     from cav_core.shapes_world.measure import velocity_similarity
     from cav_core.shapes_world.scenes import Scene, render, trajectory
     from cav_core.text import encode_prompts
+    from cav_core.training import clean_estimate, diffusion_target
 
     scene = Scene("red", "square", "white", "right", size=0.26)
     scheduler = DDPMScheduler.from_config(toy.scheduler_config)
@@ -98,11 +99,7 @@ def test_bundled_model_denoises_a_real_clip(toy):
     noisy = scheduler.add_noise(latents, noise, t)
     with torch.no_grad():
         pred = toy.unet(noisy, t, encode_prompts(toy, [scene.caption()])).sample
-    a = scheduler.alphas_cumprod[500]
-    if scheduler.config.prediction_type == "v_prediction":
-        x0, target = a.sqrt() * noisy - (1 - a).sqrt() * pred, scheduler.get_velocity(latents, noise, t)
-    else:
-        x0, target = (noisy - (1 - a).sqrt() * pred) / a.sqrt(), noise
+    x0, target = clean_estimate(scheduler, noisy, pred, t), diffusion_target(scheduler, latents, noise, t)
     reading = read_clip(decode_latents(toy.vae, x0[0]))
     # Judged against what the VAE itself gives back for the clean clip (it renders this red
     # orange-ish: the model card's "ceiling"), so the test is about the UNet, not the VAE.

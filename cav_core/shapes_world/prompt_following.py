@@ -30,6 +30,7 @@ from ..base_model import load_base
 from ..latents import decode_latents, encode_frames
 from ..sampling import SampleSettings, sample_video
 from ..text import encode_prompts
+from ..training import clean_estimate
 from . import architecture as arch
 from .measure import read_clip
 from .scenes import random_scene, render
@@ -73,6 +74,13 @@ def _pan_travel(trajectory: np.ndarray, motion: str) -> tuple[float, float] | No
     return min(abs(angle - _PAN_ANGLE[motion]), 360 - abs(angle - _PAN_ANGLE[motion])), float(np.hypot(*d))
 
 
+def _pure_noise(unet, seed: int) -> torch.Tensor:
+    """Gaussian latents for one native shapes-world clip [1, C, F, h, w]."""
+    side = arch.PIXELS // arch.LATENT_DOWNSCALE
+    return torch.randn(1, unet.config.in_channels, arch.FRAMES, side, side,
+                       generator=torch.Generator().manual_seed(seed))
+
+
 def pure_noise_motion(base, count: int = 48, seed: int = 0) -> dict:
     """Pan direction of the one-step clean-clip estimate from pure noise, over the pans among
     ``count`` held-out captions: accuracy within 45 degrees and the median travel in px (a rendered
@@ -80,22 +88,15 @@ def pure_noise_motion(base, count: int = 48, seed: int = 0) -> dict:
     from diffusers import DDIMScheduler
 
     scheduler = DDIMScheduler.from_config(base.scheduler_config)
-    t = scheduler.config.num_train_timesteps - 1
-    alpha = float(scheduler.alphas_cumprod[t])
+    t = torch.tensor([scheduler.config.num_train_timesteps - 1])
     rng = np.random.default_rng(HELD_OUT_SEED)
     scenes = [s for s in (random_scene(rng) for _ in range(count)) if s.motion in _PAN_ANGLE]
-    side = arch.PIXELS // arch.LATENT_DOWNSCALE
-    shape = (1, base.unet.config.in_channels, arch.FRAMES, side, side)
     hits, travel = [], []
     for i, scene in enumerate(scenes):
-        noise = torch.randn(shape, generator=torch.Generator().manual_seed(seed + i))
+        noise = _pure_noise(base.unet, seed + i)
         with torch.no_grad():
-            out = base.unet(noise, torch.tensor([t]), encode_prompts(base, [scene.caption()])).sample
-        if scheduler.config.prediction_type == "v_prediction":
-            x0 = alpha ** 0.5 * noise - (1 - alpha) ** 0.5 * out
-        else:
-            x0 = (noise - (1 - alpha) ** 0.5 * out) / max(alpha, 1e-8) ** 0.5
-        with torch.no_grad():
+            out = base.unet(noise, t, encode_prompts(base, [scene.caption()])).sample
+            x0 = clean_estimate(scheduler, noise, out, t)
             pan = _pan_travel(read_clip(decode_latents(base.vae, x0[0])).trajectory, scene.motion)
         hits.append(pan is not None and pan[0] <= 45)
         travel.append(pan[1] if pan else 0.0)
@@ -110,9 +111,7 @@ def time_reversal_asymmetry(unet, text_states: torch.Tensor, timestep: int, seed
     diffusers' UNet3D starts at exactly 0: its temporal attention has no positional embedding and
     its temporal convolutions start as the identity (last layer zeroed), so only training can break
     the symmetry, through those convolutions' kernels and zero padding."""
-    side = arch.PIXELS // arch.LATENT_DOWNSCALE
-    noise = torch.randn(1, unet.config.in_channels, arch.FRAMES, side, side,
-                        generator=torch.Generator().manual_seed(seed))
+    noise = _pure_noise(unet, seed)
     t = torch.tensor([timestep])
     with torch.no_grad():
         out = unet(noise, t, text_states).sample
