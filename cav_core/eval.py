@@ -69,8 +69,6 @@ def _train(variant: str, base, frames, name: str, steps: dict, seed: int):
 ATTRIBUTES = ("colour", "shape", "background")
 
 
-
-
 def _evaluate_variant(base, name: str, variant: str, ref, ref_reading, seeds, steps, sample_steps):
     """Train one variant on one reference and measure its samples: (rows, first sample)."""
     ref_attrs = (ref_reading.colour, ref_reading.shape, ref_reading.background)

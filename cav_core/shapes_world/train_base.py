@@ -290,12 +290,12 @@ def _denoising_loss(pred: torch.Tensor, target: torch.Tensor, weights: torch.Ten
     The error's per-cell mean over frames is appearance; what is left is motion, a small share of
     a plain MSE. (Tried in session 4 without effect on direction; see MODEL_CARD.md.)
     """
-    error = (pred - target).pow(2) if weights is None else (pred - target).pow(2) * weights
-    loss = error.mean()
+    error = pred - target
+    weights = 1.0 if weights is None else weights
+    loss = (error.pow(2) * weights).mean()
     if motion_weight:
-        varying = (pred - target) - (pred - target).mean(dim=2, keepdim=True)
-        varying = varying.pow(2) if weights is None else varying.pow(2) * weights
-        loss = loss + motion_weight * varying.mean()
+        varying = error - error.mean(dim=2, keepdim=True)
+        loss = loss + motion_weight * (varying.pow(2) * weights).mean()
     return loss
 
 
