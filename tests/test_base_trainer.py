@@ -137,3 +137,27 @@ def test_text_lr_scale_sets_the_text_encoders_learning_rate_apart(tmp_path):
     text = [k for k in before if k.startswith("text_encoder.")]
     assert all(torch.equal(before[k], after[k]) for k in text)
     assert any(not torch.equal(before[k], after[k]) for k in before if k.startswith("unet."))
+
+
+def test_causal_temporal_convs_never_see_the_next_frame_and_stay_that_way():
+    from cav_core.shapes_world import architecture as arch
+
+    torch.manual_seed(0)
+    unet = arch.build_unet()
+    convs = [m for m in unet.modules() if isinstance(m, torch.nn.Conv3d) and m.kernel_size == (3, 1, 1)]
+    assert convs
+    with torch.no_grad():  # trained-looking kernels: every tap non-zero
+        for conv in convs:
+            conv.weight.normal_(0, 0.05)
+    train_base._keep_temporal_convs_causal(unet)
+    before = [c.weight.detach().clone() for c in convs]
+    opt = torch.optim.AdamW(unet.parameters(), lr=1e-2, weight_decay=1e-2)
+    x = torch.randn(1, 4, 16, 8, 8)
+    for step in range(2):
+        out = unet(x, torch.tensor([500]), torch.randn(1, arch.TOKEN_LENGTH, unet.config.cross_attention_dim)).sample
+        opt.zero_grad()
+        out.pow(2).mean().backward()
+        opt.step()
+    for conv, old in zip(convs, before):
+        assert torch.count_nonzero(conv.weight[:, :, 2]) == 0  # the look-ahead tap: zero, and kept there
+        assert not torch.equal(conv.weight[:, :, :2], old[:, :, :2])  # the other taps still learn

@@ -150,6 +150,8 @@ def train(args) -> None:
         save_checkpoint()
 
     vae.eval().requires_grad_(False)
+    if args.causal_temporal_conv:
+        _keep_temporal_convs_causal(unet)
     unet.train()
     text_encoder.train()
     while step < args.steps:
@@ -264,6 +266,24 @@ def _init_from_model(folder: str, vae, unet, text_encoder) -> float:
     text_encoder.load_state_dict(CLIPTextModel.from_pretrained(os.path.join(folder, "text_encoder")).state_dict())
     print(f"phase 2 starts from the model in {folder}", flush=True)
     return float(donor_vae.config.scaling_factor)
+
+
+def _keep_temporal_convs_causal(unet) -> None:
+    """Zero the look-ahead tap of every temporal convolution and hold it at zero while training.
+
+    diffusers' temporal convolutions are Conv3d with a (3, 1, 1) kernel and padding 1 in time, so
+    tap 2 reads frame f + 1. Without it each frame sees only itself and the past, and the zero
+    padding before frame 0 becomes a clock that cannot be mistaken for the end of the clip: the
+    UNet cannot be time-symmetric. The result is still a plain ``UNet3DConditionModel`` (the taps
+    are stored as zeros), so everything that loads it is unchanged.
+    """
+    for module in unet.modules():
+        if isinstance(module, torch.nn.Conv3d) and module.kernel_size == (3, 1, 1):
+            with torch.no_grad():
+                module.weight[:, :, 2].zero_()
+            mask = torch.ones_like(module.weight)
+            mask[:, :, 2] = 0
+            module.weight.register_hook(lambda grad, mask=mask: grad * mask)
 
 
 def _training_timesteps(num_train_timesteps: int, batch: int, high_noise_share: float,
@@ -382,6 +402,8 @@ def main(argv=None) -> None:
                    help="phase 2: share of timesteps drawn from the noisiest 30%% (see _training_timesteps)")
     p.add_argument("--text-lr-scale", type=float, default=1.0,
                    help="phase 2: the text encoder's learning rate as a multiple of --lr")
+    p.add_argument("--causal-temporal-conv", action="store_true",
+                   help="phase 2: temporal convolutions see no future frame (see _keep_temporal_convs_causal)")
     p.add_argument("--init-model", help="start phase 2 from an exported model folder: skips phase 1, and phase 3 "
                    "continues that folder's decoder (use --decoder-steps 0 to keep it)")
     p.add_argument("--init-unet", help="start phase 2 from this checkpoint.safetensors' UNet and text encoder")
