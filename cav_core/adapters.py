@@ -35,10 +35,13 @@ class LoraWeights:
         return sorted({k.rsplit(".lora_", 1)[0] for k in self.tensors})
 
     def delta(self, target: str) -> torch.Tensor:
-        """The weight delta this LoRA adds to ``target`` at strength 1 (B @ A * alpha / r)."""
+        """The weight delta this LoRA adds to ``target`` at strength 1 (B @ A * alpha / r).
+
+        Also right for peft's convolution LoRA: A is a full-kernel convolution and B a 1x1 one.
+        """
         a = self.tensors[f"{target}.lora_A.weight"].float()
         b = self.tensors[f"{target}.lora_B.weight"].float()
-        return (b @ a) * (self.alpha / self.rank)
+        return (b.flatten(1) @ a.flatten(1)).reshape(b.shape[0], *a.shape[1:]) * (self.alpha / self.rank)
 
 
 def inject_lora(unet: torch.nn.Module, name: str, targets: Sequence[str], rank: int, alpha: float,
@@ -76,7 +79,7 @@ def load_lora(unet: torch.nn.Module, name: str, lora: LoraWeights) -> None:
 
 
 def check_lora_fits(unet: torch.nn.Module, lora: LoraWeights, what: str = "this LoRA") -> None:
-    """Every target must be a Linear of the right shape: refuse before peft gives a traceback."""
+    """Every target must be a Linear or Conv3d of the right shape: refuse before peft gives a traceback."""
     modules = dict(unet.named_modules())
     for target in lora.targets:
         module = modules.get(target)
@@ -86,11 +89,16 @@ def check_lora_fits(unet: torch.nn.Module, lora: LoraWeights, what: str = "this 
         b = lora.tensors.get(f"{target}.lora_B.weight")
         if a is None or b is None:
             raise CavError(f"{what} is incomplete: layer {target} lacks its lora_A or lora_B tensor")
-        if not isinstance(module, torch.nn.Linear):
+        if isinstance(module, torch.nn.Linear):
+            fits = a.shape == (lora.rank, module.in_features) and b.shape == (module.out_features, lora.rank)
+        elif isinstance(module, torch.nn.Conv3d):  # peft: A is a full-kernel conv, B a 1x1x1 one
+            fits = (a.shape == (lora.rank, module.in_channels, *module.kernel_size)
+                    and b.shape == (module.out_channels, lora.rank, 1, 1, 1))
+        else:
             raise CavError(f"{what} adapts layer {target}, which this base does not have")
-        if a.shape != (lora.rank, module.in_features) or b.shape != (module.out_features, lora.rank):
+        if not fits:
             raise CavError(f"{what} has shapes {tuple(b.shape)}x{tuple(a.shape)} for {target}, "
-                           f"which is {module.out_features}x{module.in_features} in this base")
+                           f"which is {tuple(module.weight.shape)} in this base")
 
 
 def tuner_layers(unet: torch.nn.Module) -> Iterator[tuple[str, BaseTunerLayer]]:

@@ -85,7 +85,8 @@ def cmd_train(args) -> None:
                                 steps=args.absorber_steps, rank=args.rank, lr=args.absorber_lr,
                                 seed=args.seed)
     motion = MotionSettings(prompt=args.prompt, steps=args.steps, lr=args.lr, rank=args.rank, seed=args.seed,
-                            loss=args.loss, include_feed_forward=args.feed_forward)
+                            loss=args.loss, include_feed_forward=args.feed_forward,
+                            include_temporal_convs=args.temporal_convs)
     compute = ComputeSettings(device=args.device, mixed_precision=args.mixed_precision,
                               gradient_checkpointing=args.gradient_checkpointing)
     bar = _Bar(args.quiet)
@@ -173,6 +174,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--loss", default="mse", choices=["mse", "debiased"],
                    help="debiased = MotionDirector's appearance-debiased temporal loss")
     t.add_argument("--feed-forward", action="store_true", help="also adapt the temporal feed-forward layers")
+    t.add_argument("--temporal-convs", action="store_true",
+                   help="also adapt the temporal convolutions (not the paper's default; on the bundled "
+                        "shapes-world model, attention alone cannot learn a path: see its model card)")
     t.add_argument("--frames", type=int, default=16, help="frames taken from the video (cap)")
     t.add_argument("--skip-first", type=int, default=0)
     t.add_argument("--every-nth", type=int, default=1)

@@ -28,16 +28,25 @@ def _linear_targets(unet: torch.nn.Module, owner_cls, suffixes: tuple[str, ...],
 
 
 def temporal_targets(unet: torch.nn.Module, include_transformer_in: bool = True,
-                     include_feed_forward: bool = False) -> list[str]:
-    """Linear layers of every TransformerTemporalModel that a T-LoRA adapts.
+                     include_feed_forward: bool = False, include_temporal_convs: bool = False) -> list[str]:
+    """Layers a T-LoRA adapts: the attention projections of every TransformerTemporalModel, and
+    optionally their feed-forward and the Conv3d layers of every TemporalConvLayer.
 
-    attn1 and attn2 of a temporal transformer are both self-attention across frames.
+    attn1 and attn2 of a temporal transformer are both self-attention across frames. Attention
+    treats the frames as a set (no positional embedding), so the frame order it can use is what the
+    temporal convolutions put into the features; on a base that carries little of it (the bundled
+    shapes-world model) only the convolutions can write a path.
     """
     suffixes = tuple(f"{a}.{p}" for a in ("attn1", "attn2") for p in ATTENTION_PROJECTIONS)
     if include_feed_forward:
         suffixes += FEED_FORWARD
     skip = () if include_transformer_in else ("transformer_in",)
-    return _linear_targets(unet, TransformerTemporalModel, suffixes, skip)
+    targets = _linear_targets(unet, TransformerTemporalModel, suffixes, skip)
+    if include_temporal_convs:
+        targets += sorted(f"{owner_name}.{name}" for owner_name, owner in unet.named_modules()
+                          if isinstance(owner, TemporalConvLayer)
+                          for name, module in owner.named_modules() if isinstance(module, torch.nn.Conv3d))
+    return targets
 
 
 def spatial_targets(unet: torch.nn.Module) -> list[str]:

@@ -83,6 +83,7 @@ class MotionSettings:
     seed: int = 0
     include_transformer_in: bool = True
     include_feed_forward: bool = False
+    include_temporal_convs: bool = False  # not the paper's default; see targeting.temporal_targets
     loss: str = "mse"  # or "debiased" (MotionDirector's appearance-debiased temporal loss)
 
     def validate(self) -> None:
@@ -382,7 +383,7 @@ def train_motion(base, frames: np.ndarray, settings: MotionSettings, absorber: A
             adapters.load_lora(unet, _ABSORBER_ADAPTER, absorber.spatial)
         adapters.inject_lora(unet, _MOTION_ADAPTER,
                              temporal_targets(unet, settings.include_transformer_in,
-                                              settings.include_feed_forward),
+                                              settings.include_feed_forward, settings.include_temporal_convs),
                              settings.rank, alpha, seed=settings.seed)
         for name, p in unet.named_parameters():
             p.requires_grad_(_MOTION_ADAPTER in name)
@@ -465,6 +466,7 @@ def train_customization(base, frames: np.ndarray, absorber_settings: AbsorberSet
         "frames": int(frames.shape[0]), "size": [int(frames.shape[2]), int(frames.shape[1])],
         "include_transformer_in": motion_settings.include_transformer_in,
         "include_feed_forward": motion_settings.include_feed_forward,
+        "include_temporal_convs": motion_settings.include_temporal_convs,
         "absorber": {"kind": absorber_settings.kind, "steps": absorber_settings.steps,
                      "lr": absorber_settings.lr, "ti_lr": absorber_settings.ti_lr,
                      "rank": absorber_settings.rank, "prompt": absorber_settings.prompt,

@@ -8,6 +8,7 @@ from cav_core.adapter_file import (AdapterFile, TokenEmbeddings, check_adapter_f
                                    save_adapter_file)
 from cav_core.adapters import applied_loras
 from cav_core.errors import CavError
+from cav_core.targeting import temporal_targets
 from conftest import random_lora
 
 
@@ -22,9 +23,11 @@ def _state(unet):
     return {k: v.clone() for k, v in unet.state_dict().items()}
 
 
-def test_stacking_equals_weighted_sum_of_deltas(tiny_base):
+@pytest.mark.parametrize("with_convs", [False, True], ids=["attention", "attention+temporal_convs"])
+def test_stacking_equals_weighted_sum_of_deltas(tiny_base, with_convs):
     unet = tiny_base.unet
-    a, b = random_lora(unet, 1), random_lora(unet, 2)
+    targets = temporal_targets(unet, include_temporal_convs=with_convs)
+    a, b = random_lora(unet, 1, targets=targets), random_lora(unet, 2, targets=targets)
     # Reference: the base with w_a * delta_a + w_b * delta_b added by hand.
     before = _state(unet)
     modules = dict(unet.named_modules())
@@ -97,3 +100,16 @@ def test_non_adapter_files_are_refused(tmp_path):
         load_adapter_file(tmp_path / "junk.safetensors")
     with pytest.raises(CavError, match="not found"):
         load_adapter_file(tmp_path / "missing.safetensors")
+
+
+def test_a_conv_lora_of_the_wrong_shape_is_refused_before_peft_sees_it(tiny_base):
+    from cav_core.adapters import LoraWeights, check_lora_fits
+
+    unet = tiny_base.unet
+    lora = random_lora(unet, 4, targets=temporal_targets(unet, include_temporal_convs=True))
+    conv = next(t for t in lora.targets if ".temp_convs." in t)
+    check_lora_fits(unet, lora)  # fits as made
+    bad = dict(lora.tensors)
+    bad[f"{conv}.lora_A.weight"] = torch.zeros(lora.rank, 3, 3, 1, 1)  # wrong input channels
+    with pytest.raises(CavError, match=conv.replace(".", r"\.")):
+        check_lora_fits(unet, LoraWeights(lora.role, lora.rank, lora.alpha, bad))

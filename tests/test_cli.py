@@ -39,6 +39,18 @@ def test_train_inspect_sample(tiny_base_dir, clip_file, tmp_path, capsys):
     assert video.frames.shape == (4, 16, 16, 3)
 
 
+def test_train_with_temporal_convs_saves_and_samples_them(tiny_base_dir, clip_file, tmp_path, capsys):
+    lora = tmp_path / "motion_convs.safetensors"
+    assert _train(tiny_base_dir, clip_file, lora, "--temporal-convs") == 0
+    capsys.readouterr()
+    assert main(["inspect", str(lora)]) == 0
+    assert json.loads(capsys.readouterr().out)["training"]["include_temporal_convs"] is True
+    out = tmp_path / "sample.gif"
+    assert main(["sample", "--base", tiny_base_dir, "--lora", str(lora), "--prompt", "a blue circle",
+                 "--steps", "2", "--frames", "4", "--out", str(out), "--quiet"]) == 0
+    assert read_video(out).frames.shape == (4, 16, 16, 3)
+
+
 def test_user_errors_are_one_line_exit_2(tiny_base_dir, tmp_path, capsys):
     bad = tmp_path / "broken.mp4"
     bad.write_text("this is not a video")

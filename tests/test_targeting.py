@@ -30,6 +30,11 @@ def test_modelscope_config_targets():
     assert len(temporal_targets(unet, include_transformer_in=False)) == 16 * 8
     with_ff = temporal_targets(unet, include_feed_forward=True)
     assert len(with_ff) == 17 * 10 and "mid_block.temp_attentions.0.transformer_blocks.0.ff.net.2" in with_ff
+    with_convs = temporal_targets(unet, include_temporal_convs=True)
+    convs = sorted(set(with_convs) - set(temporal))
+    # a TemporalConvLayer after every resnet (4 down blocks x 2, mid x 2, 4 up blocks x 3), 4 Conv3d each
+    assert len(convs) == 22 * 4 and set(temporal) < set(with_convs)
+    assert "down_blocks.0.temp_convs.0.conv1.2" in convs and "up_blocks.3.temp_convs.2.conv4.3" in convs
 
 
 def _predict(unet, latents, text):

@@ -63,6 +63,16 @@ def test_motion_stage_trains_only_the_tlora(tiny_base, clip_frames):
     assert all(torch.equal(absorber.spatial.tensors[k], v) for k, v in spatial_before.items())
 
 
+def test_motion_stage_can_also_adapt_the_temporal_convolutions(tiny_base, clip_frames):
+    before = _snapshot(tiny_base.unet, tiny_base.vae, tiny_base.text_encoder)
+    lora, _ = train_motion(tiny_base, clip_frames, MotionSettings(prompt="a red square moving right", steps=2,
+                                                                  lr=1e-2, include_temporal_convs=True))
+    convs = [t for t in lora.targets if ".temp_convs." in t]
+    assert convs and len(convs) < len(lora.targets)  # attention as well
+    assert all(lora.tensors[f"{t}.lora_B.weight"].abs().sum() > 0 for t in convs)  # they learned
+    assert _same(before, _snapshot(tiny_base.unet, tiny_base.vae, tiny_base.text_encoder))
+
+
 def test_debiased_loss_option_runs_and_differs(tiny_base, clip_frames):
     plain = train_motion(tiny_base, clip_frames, MotionSettings(prompt="a square", steps=1))[1]
     debiased = train_motion(tiny_base, clip_frames, MotionSettings(prompt="a square", steps=1, loss="debiased"))[1]
