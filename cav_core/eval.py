@@ -26,12 +26,15 @@ import json
 import os
 import sys
 import time
+from dataclasses import replace
 
 import numpy as np
 from PIL import Image
 
 from .base_model import load_base
 from .baselines import train_motiondirector
+from .demo import FULL as DEMO_BUDGET
+from .demo import MOTION_RANK
 from .files import atomic_path
 from .plots import metric_bars_image, side_by_side
 from .sampling import SampleSettings, sample_video
@@ -40,7 +43,9 @@ from .shapes_world.references import REFERENCES, appearance_caption, reference_c
 from .training import AbsorberSettings, MotionSettings, train_absorber, train_motion
 from .video_io import VideoOptions, read_video, write_video
 
-VARIANTS = ("base", "none", "slora", "ti", "dual", "motiondirector")
+# dual_convs: the demo's T-LoRA (dual absorber; attention and temporal convolutions, at the demo's
+# rank and its own step budget), the one setting measured to learn a path on the bundled base.
+VARIANTS = ("base", "none", "slora", "ti", "dual", "dual_convs", "motiondirector")
 # Prompts that differ from each reference in colour, shape and background alike.
 PROMPTS = {
     "zigzag": ("a green circle moving on a black background", "a yellow triangle moving on a gray background",
@@ -59,6 +64,10 @@ def _train(variant: str, base, frames, name: str, steps: dict, seed: int):
     if variant == "base":
         return None
     motion = MotionSettings(prompt=reference_caption(name), steps=steps["motion"], seed=seed)
+    if variant == "dual_convs":
+        motion = replace(motion, steps=steps.get("convs_motion", steps["motion"]), rank=MOTION_RANK,
+                         include_temporal_convs=True)
+        variant = "dual"
     if variant == "motiondirector":
         return train_motiondirector(base, frames, motion)[0]
     absorber = train_absorber(base, frames, AbsorberSettings(kind=variant, prompt=appearance_caption(name),
@@ -106,7 +115,7 @@ def evaluate(out: str, motions=tuple(PROMPTS), variants=VARIANTS, seeds=(0, 1), 
     """Run the ablation. Each (reference, variant) is kept under ``out/parts`` as it finishes, so an
     interrupted run started again with the same settings goes on where it stopped, and a run with
     more references or variants only measures what is new."""
-    steps = steps or {"absorber": 150, "motion": 300}
+    steps = steps or {"absorber": 150, "motion": 300, "convs_motion": DEMO_BUDGET["motion_steps"]}
     settings = {"motions": list(motions), "variants": list(variants), "seeds": list(seeds), "train_steps": steps,
                 "sample_steps": sample_steps, "prompts": {m: list(PROMPTS[m]) for m in motions}, "base": base_source}
     parts = os.path.join(out, "parts")
@@ -210,11 +219,14 @@ def main(argv=None) -> int:
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     p.add_argument("--absorber-steps", type=int, default=150)
     p.add_argument("--motion-steps", type=int, default=300)
+    p.add_argument("--convs-motion-steps", type=int, default=DEMO_BUDGET["motion_steps"],
+                   help="T-LoRA steps of the dual_convs variant (the demo's)")
     p.add_argument("--sample-steps", type=int, default=25)
     p.add_argument("--base", default="toy", help="the bundled shapes-world model (toy) or another export of it")
     args = p.parse_args(argv)
     summary = evaluate(args.out, args.motions, args.variants, tuple(args.seeds),
-                       {"absorber": args.absorber_steps, "motion": args.motion_steps}, args.sample_steps,
+                       {"absorber": args.absorber_steps, "motion": args.motion_steps,
+                        "convs_motion": args.convs_motion_steps}, args.sample_steps,
                        log=lambda s: print(s, file=sys.stderr, flush=True), base_source=args.base)
     print(markdown_table(summary))
     return 0
