@@ -34,8 +34,8 @@ def temporal_targets(unet: torch.nn.Module, include_transformer_in: bool = True,
 
     attn1 and attn2 of a temporal transformer are both self-attention across frames. Attention
     treats the frames as a set (no positional embedding), so the frame order it can use is what the
-    temporal convolutions put into the features; on a base that carries little of it (the bundled
-    shapes-world model) only the convolutions can write a path.
+    temporal convolutions put into the features. On a base that carries little of it (the bundled
+    shapes-world model) attention alone cannot learn a path, while attention and convolutions can.
     """
     suffixes = tuple(f"{a}.{p}" for a in ("attn1", "attn2") for p in ATTENTION_PROJECTIONS)
     if include_feed_forward:
