@@ -135,6 +135,10 @@ class TrainMotionLora(io.ComfyNode):
                 io.Boolean.Input("include_feed_forward", default=False,
                                  tooltip="Also adapt the temporal feed-forward layers (more capacity, more "
                                          "risk of learning appearance)."),
+                io.Boolean.Input("include_temporal_convs", default=False,
+                                 tooltip="Also adapt the temporal convolutions (not the paper's default). On "
+                                         "the bundled shapes-world model attention alone cannot learn a path: "
+                                         "turn this on there, with rank 16 and 1000 steps as in the demo."),
                 types.Absorber.Input("absorber", optional=True,
                                      tooltip="The appearance absorber of the same reference (Train Appearance "
                                              "Absorber). Without it the motion LoRA also learns the look."),
@@ -152,10 +156,12 @@ class TrainMotionLora(io.ComfyNode):
     @classmethod
     def execute(cls, base: LoadedBase, reference, prompt: str, steps: int, lr: float, rank: int, seed: int,
                 name: str, save: bool, preview_every: int, loss: str, include_transformer_in: bool,
-                include_feed_forward: bool, absorber: TrainedAbsorber | None = None) -> io.NodeOutput:
+                include_feed_forward: bool, include_temporal_convs: bool = False,
+                absorber: TrainedAbsorber | None = None) -> io.NodeOutput:
         settings = MotionSettings(prompt=prompt.strip(), steps=steps, lr=lr, rank=rank, seed=seed,
                                   include_transformer_in=include_transformer_in,
-                                  include_feed_forward=include_feed_forward, loss=loss)
+                                  include_feed_forward=include_feed_forward,
+                                  include_temporal_convs=include_temporal_convs, loss=loss)
         hooks = Hooks(on_progress=host.TrainingProgress(steps, cls.hidden.unique_id, "motion"),
                       should_stop=host.should_stop, preview_every=preview_every)
         with host.engine_call():

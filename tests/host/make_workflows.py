@@ -36,7 +36,7 @@ EIGHT = "figure_eight.mp4 [bundled]"
 REF = dict(max_frames=16, skip_first=0, every_nth=1, target_fps=0.0, width=64, height=64, images_fps=8.0)
 ABSORBER = dict(kind="dual", steps=150, lr=1e-4, ti_lr=5e-3, rank=4, crop_min=0.33, crop_max=0.67, seed=0)
 MOTION = dict(steps=300, lr=5e-4, rank=4, seed=0, save=False, preview_every=25, loss="mse",
-              include_transformer_in=True, include_feed_forward=False)
+              include_transformer_in=True, include_feed_forward=False, include_temporal_convs=False)
 SAMPLE = dict(negative="", seed=42, steps=25, cfg=7.5, frames=16, width=64, height=64, scheduler="ddim",
               fps=8.0, noise_prior=0.0)
 STACK = dict(strength_1=1.0, strength_2=1.0, strength_3=1.0)

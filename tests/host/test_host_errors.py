@@ -27,7 +27,8 @@ def train_motion(name: str, steps: int, save: bool = True, preview_every: int = 
     return {"class_type": "CAV_TrainMotionLora",
             "inputs": {"base": ["1", 0], "reference": ["2", 0], "prompt": "a red square moving", "steps": steps,
                        "lr": 1e-3, "rank": 2, "seed": 0, "name": name, "save": save, "preview_every": preview_every,
-                       "loss": "mse", "include_transformer_in": True, "include_feed_forward": False}}
+                       "loss": "mse", "include_transformer_in": True, "include_feed_forward": False,
+                       "include_temporal_convs": False}}
 
 
 def sample(**links) -> dict:

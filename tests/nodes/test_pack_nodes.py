@@ -19,7 +19,8 @@ REFERENCE = dict(video="zigzag.mp4 [bundled]", max_frames=8, skip_first=0, every
 ABSORBER = dict(kind="dual", appearance_prompt="a red square", steps=2, lr=1e-3, ti_lr=5e-3, rank=2,
                 crop_min=0.33, crop_max=0.67, seed=0)
 MOTION = dict(prompt="a red square moving", steps=2, lr=1e-3, rank=2, seed=0, name="zigzag", save=False,
-              preview_every=1, loss="mse", include_transformer_in=True, include_feed_forward=False)
+              preview_every=1, loss="mse", include_transformer_in=True, include_feed_forward=False,
+              include_temporal_convs=False)
 SAMPLE = dict(prompt="a blue circle", negative="", seed=3, steps=2, cfg=5.0, frames=5, width=16, height=12,
               scheduler="ddim", fps=8.0, noise_prior=0.0)
 
@@ -80,6 +81,18 @@ def test_one_shot_chain_trains_saves_loads_and_samples(nodes, chain, host_dirs, 
     assert video.get_components().frame_rate == Fraction(8)
     after = state(base.base.unet)
     assert all(torch.equal(weights_before[k], after[k]) for k in weights_before)  # no traces on the shared base
+
+
+def test_motion_node_can_adapt_the_temporal_convolutions(nodes, chain):
+    base, frames = chain
+    motion = run(nodes["CAV_TrainMotionLora"], base=base, reference=frames,
+                 **{**MOTION, "include_temporal_convs": True}).result[0]
+    assert any(".temp_convs." in t for t in motion.temporal.targets)
+    assert motion.adapter.training["include_temporal_convs"] is True
+    stack = run(nodes["CAV_MotionLoraStack"], motion_lora_1=motion, strength_1=1.0, strength_2=1.0,
+                strength_3=1.0).result[0]
+    images = run(nodes["CAV_SampleVideo"], base=base, motion_loras=stack, **SAMPLE).result[0]
+    assert images.shape == (5, 12, 16, 3)
 
 
 def test_sampling_goes_through_model_management(nodes, chain, comfy):
