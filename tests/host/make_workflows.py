@@ -35,8 +35,11 @@ ZIGZAG = "zigzag.mp4 [bundled]"
 EIGHT = "figure_eight.mp4 [bundled]"
 REF = dict(max_frames=16, skip_first=0, every_nth=1, target_fps=0.0, width=64, height=64, images_fps=8.0)
 ABSORBER = dict(kind="dual", steps=150, lr=1e-4, ti_lr=5e-3, rank=4, crop_min=0.33, crop_max=0.67, seed=0)
-MOTION = dict(steps=300, lr=5e-4, rank=4, seed=0, save=False, preview_every=25, loss="mse",
-              include_transformer_in=True, include_feed_forward=False, include_temporal_convs=False)
+# The demo's T-LoRA: on the bundled base attention alone cannot learn a path, attention and temporal
+# convolutions can (shapes-world model card, "Where a path can be written"). For ModelScope or
+# ZeroScope start from the paper's setting instead (include_temporal_convs off, rank 4, 300 steps).
+MOTION = dict(steps=1000, lr=5e-4, rank=16, seed=0, save=False, preview_every=25, loss="mse",
+              include_transformer_in=True, include_feed_forward=False, include_temporal_convs=True)
 SAMPLE = dict(negative="", seed=42, steps=25, cfg=7.5, frames=16, width=64, height=64, scheduler="ddim",
               fps=8.0, noise_prior=0.0)
 STACK = dict(strength_1=1.0, strength_2=1.0, strength_3=1.0)
@@ -54,11 +57,14 @@ def note(id, pos, text, size=(360, 200)):
 
 def one_shot():
     return [
-        note(1, [0, -250], "## One-shot motion transfer\nLearn the motion of ONE clip (the bundled zigzag of a red "
+        note(1, [0, -320], "## One-shot motion transfer\nLearn the motion of ONE clip (the bundled zigzag of a red "
              "square) and render it with a new subject.\n\n1. **Absorber** learns the clip's look (frames "
              "shuffled, random crops).\n2. **Motion T-LoRA** learns the motion with the look absorbed; it is saved to "
              "`models/cav_motion_loras/zigzag.safetensors`.\n3. **Sample** uses only the T-LoRA with any prompt.\n\n"
-             "Change only the sampler and queue again: the trained LoRA is reused from the cache.", (420, 230)),
+             "On the bundled base the T-LoRA also adapts the temporal convolutions (rank 16, 1000 steps): "
+             "attention alone cannot learn a path there. For ModelScope/ZeroScope start from the paper's "
+             "setting (off, rank 4, 300 steps).\n\n"
+             "Change only the sampler and queue again: the trained LoRA is reused from the cache.", (420, 300)),
         node(2, "CAV_LoadBase", [0, 0], {"model": BASE, "precision": "auto"}),
         node(3, "CAV_LoadReferenceVideo", [0, 160], {"video": ZIGZAG, **REF}),
         node(4, "CAV_TrainAbsorber", [440, -200],
@@ -70,7 +76,7 @@ def one_shot():
         node(6, "PreviewImage", [880, -200], {}, {"images": (4, 1)}, title="Absorber loss"),
         node(7, "PreviewImage", [880, 80], {}, {"images": (5, 1)}, title="Motion loss"),
         node(8, "CAV_MotionLoraStack", [880, 380], STACK, {"motion_lora_1": (5, 0)}),
-        node(9, "CAV_SampleVideo", [1300, 0], {**SAMPLE, "prompt": "a yellow circle moving on a black background"},
+        node(9, "CAV_SampleVideo", [1300, 0], {**SAMPLE, "prompt": "a yellow triangle moving on a gray background"},
              {"base": (2, 0), "motion_loras": (8, 0)}),
         node(10, "CreateVideo", [1740, 0], {"fps": 8.0}, {"images": (9, 0), "fps": (9, 1)}),
         node(11, "SaveVideo", [1740, 160], {"filename_prefix": "customize_a_video/one_shot", "format": "auto",
