@@ -27,6 +27,13 @@ def _linear_targets(unet: torch.nn.Module, owner_cls, suffixes: tuple[str, ...],
     return sorted(names)
 
 
+def temporal_convolutions(unet: torch.nn.Module) -> dict[str, torch.nn.Conv3d]:
+    """The Conv3d layers of every TemporalConvLayer (kernel (3, 1, 1): across frames), by name."""
+    return {f"{owner_name}.{name}": module for owner_name, owner in unet.named_modules()
+            if isinstance(owner, TemporalConvLayer)
+            for name, module in owner.named_modules() if isinstance(module, torch.nn.Conv3d)}
+
+
 def temporal_targets(unet: torch.nn.Module, include_transformer_in: bool = True,
                      include_feed_forward: bool = False, include_temporal_convs: bool = False) -> list[str]:
     """Layers a T-LoRA adapts: the attention projections of every TransformerTemporalModel, and
@@ -43,9 +50,7 @@ def temporal_targets(unet: torch.nn.Module, include_transformer_in: bool = True,
     skip = () if include_transformer_in else ("transformer_in",)
     targets = _linear_targets(unet, TransformerTemporalModel, suffixes, skip)
     if include_temporal_convs:
-        targets += sorted(f"{owner_name}.{name}" for owner_name, owner in unet.named_modules()
-                          if isinstance(owner, TemporalConvLayer)
-                          for name, module in owner.named_modules() if isinstance(module, torch.nn.Conv3d))
+        targets += sorted(temporal_convolutions(unet))
     return targets
 
 

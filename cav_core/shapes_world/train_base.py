@@ -20,6 +20,7 @@ import torch
 import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 
+from ..targeting import temporal_convolutions
 from ..training import diffusion_target
 from . import architecture as arch
 from .scenes import GENERIC_MOTION_PHRASE, random_scene, render
@@ -277,13 +278,12 @@ def _keep_temporal_convs_causal(unet) -> None:
     UNet cannot be time-symmetric. The result is still a plain ``UNet3DConditionModel`` (the taps
     are stored as zeros), so everything that loads it is unchanged.
     """
-    for module in unet.modules():
-        if isinstance(module, torch.nn.Conv3d) and module.kernel_size == (3, 1, 1):
-            with torch.no_grad():
-                module.weight[:, :, 2].zero_()
-            mask = torch.ones_like(module.weight)
-            mask[:, :, 2] = 0
-            module.weight.register_hook(lambda grad, mask=mask: grad * mask)
+    for module in temporal_convolutions(unet).values():
+        with torch.no_grad():
+            module.weight[:, :, 2].zero_()
+        mask = torch.ones_like(module.weight)
+        mask[:, :, 2] = 0
+        module.weight.register_hook(lambda grad, mask=mask: grad * mask)
 
 
 def _training_timesteps(num_train_timesteps: int, batch: int, high_noise_share: float,
