@@ -26,7 +26,6 @@ import json
 import os
 import sys
 import time
-from dataclasses import replace
 
 import numpy as np
 from PIL import Image
@@ -34,7 +33,7 @@ from PIL import Image
 from .base_model import load_base
 from .baselines import train_motiondirector
 from .demo import FULL as DEMO_BUDGET
-from .demo import MOTION_RANK
+from .demo import motion_settings as demo_motion_settings
 from .files import atomic_path
 from .plots import metric_bars_image, side_by_side
 from .sampling import SampleSettings, sample_video
@@ -65,8 +64,7 @@ def _train(variant: str, base, frames, name: str, steps: dict, seed: int):
         return None
     motion = MotionSettings(prompt=reference_caption(name), steps=steps["motion"], seed=seed)
     if variant == "dual_convs":
-        motion = replace(motion, steps=steps.get("convs_motion", steps["motion"]), rank=MOTION_RANK,
-                         include_temporal_convs=True)
+        motion = demo_motion_settings(motion.prompt, steps.get("convs_motion", steps["motion"]), seed)
         variant = "dual"
     if variant == "motiondirector":
         return train_motiondirector(base, frames, motion)[0]

@@ -82,14 +82,14 @@ def test_the_convs_variant_is_the_demos_t_lora(toy):
     """dual_convs trains a dual absorber and a T-LoRA on attention and temporal convolutions, at the
     demo's rank, for its own step budget."""
     import cav_core.eval as evaluation
-    from cav_core.demo import MOTION_RANK
+    from cav_core.demo import motion_settings
     from cav_core.shapes_world.references import reference_path
     from cav_core.video_io import VideoOptions, read_video
 
     frames = read_video(reference_path("zigzag"), VideoOptions(max_frames=4)).frames
     lora = evaluation._train("dual_convs", toy, frames, "zigzag", {"absorber": 1, "motion": 1, "convs_motion": 2}, 0)
     plain = evaluation._train("dual", toy, frames, "zigzag", {"absorber": 1, "motion": 1}, 0)
-    assert lora.rank == MOTION_RANK and plain.rank == 4
+    assert lora.rank == motion_settings("x", 1, 0).rank == 16 and plain.rank == 4
     assert any(".temp_convs." in t for t in lora.targets)
     assert not any(".temp_convs." in t for t in plain.targets)
 
