@@ -42,9 +42,13 @@ from .shapes_world.references import REFERENCES, appearance_caption, reference_c
 from .training import AbsorberSettings, MotionSettings, train_absorber, train_motion
 from .video_io import VideoOptions, read_video, write_video
 
-# dual_convs: the demo's T-LoRA (dual absorber; attention and temporal convolutions, at the demo's
-# rank and its own step budget), the one setting measured to learn a path on the bundled base.
-VARIANTS = ("base", "none", "slora", "ti", "dual", "dual_convs", "motiondirector")
+# The paper's T-LoRA (temporal attention, rank 4) after each absorber kind, and MotionDirector at the
+# same rank; then the same with the suffix _convs: the demo's T-LoRA (attention and temporal
+# convolutions, rank 16, its own step budget), the one setting measured to learn a path on the
+# bundled base, so that the absorber ablation is also run where there is a motion to leak into.
+METHODS = ("none", "slora", "ti", "dual", "motiondirector")
+CONVS = "_convs"
+VARIANTS = ("base", *METHODS, *(m + CONVS for m in METHODS))
 # Prompts that differ from each reference in colour, shape and background alike.
 PROMPTS = {
     "zigzag": ("a green circle moving on a black background", "a yellow triangle moving on a gray background",
@@ -63,9 +67,9 @@ def _train(variant: str, base, frames, name: str, steps: dict, seed: int):
     if variant == "base":
         return None
     motion = MotionSettings(prompt=reference_caption(name), steps=steps["motion"], seed=seed)
-    if variant == "dual_convs":
+    if variant.endswith(CONVS):
         motion = demo_motion_settings(motion.prompt, steps.get("convs_motion", steps["motion"]), seed)
-        variant = "dual"
+        variant = variant[: -len(CONVS)]
     if variant == "motiondirector":
         return train_motiondirector(base, frames, motion)[0]
     absorber = train_absorber(base, frames, AbsorberSettings(kind=variant, prompt=appearance_caption(name),
@@ -218,7 +222,7 @@ def main(argv=None) -> int:
     p.add_argument("--absorber-steps", type=int, default=150)
     p.add_argument("--motion-steps", type=int, default=300)
     p.add_argument("--convs-motion-steps", type=int, default=DEMO_BUDGET["motion_steps"],
-                   help="T-LoRA steps of the dual_convs variant (the demo's)")
+                   help="T-LoRA steps of the *_convs variants (the demo's)")
     p.add_argument("--sample-steps", type=int, default=25)
     p.add_argument("--base", default="toy", help="the bundled shapes-world model (toy) or another export of it")
     args = p.parse_args(argv)

@@ -78,20 +78,25 @@ def test_evaluation_harness_runs_reports_and_resumes(tmp_path, monkeypatch):
     assert trained == ["none"] and more["dual"] == summary["dual"]
 
 
-def test_the_convs_variant_is_the_demos_t_lora(toy):
-    """dual_convs trains a dual absorber and a T-LoRA on attention and temporal convolutions, at the
-    demo's rank, for its own step budget."""
+@pytest.mark.parametrize("method", ["none", "ti", "dual", "motiondirector"])
+def test_a_convs_variant_is_its_method_with_the_demos_t_lora(toy, method):
+    """Each *_convs variant trains the same method (absorber kind, or MotionDirector's joint LoRAs)
+    with the demo's T-LoRA: attention and temporal convolutions, at the demo's rank, for its own
+    step budget; the plain variant keeps the paper's attention-only rank-4 T-LoRA."""
     import cav_core.eval as evaluation
     from cav_core.demo import motion_settings
     from cav_core.shapes_world.references import reference_path
     from cav_core.video_io import VideoOptions, read_video
 
+    assert f"{method}_convs" in evaluation.VARIANTS and method in evaluation.VARIANTS
     frames = read_video(reference_path("zigzag"), VideoOptions(max_frames=4)).frames
-    lora = evaluation._train("dual_convs", toy, frames, "zigzag", {"absorber": 1, "motion": 1, "convs_motion": 2}, 0)
-    plain = evaluation._train("dual", toy, frames, "zigzag", {"absorber": 1, "motion": 1}, 0)
+    budget = {"absorber": 1, "motion": 1, "convs_motion": 2}
+    lora = evaluation._train(f"{method}_convs", toy, frames, "zigzag", budget, 0)
+    plain = evaluation._train(method, toy, frames, "zigzag", budget, 0)
     assert lora.rank == motion_settings("x", 1, 0).rank == 16 and plain.rank == 4
     assert any(".temp_convs." in t for t in lora.targets)
     assert not any(".temp_convs." in t for t in plain.targets)
+    assert all("temp_attentions" in t or "transformer_in" in t or ".temp_convs." in t for t in lora.targets)
 
 
 def test_bundled_model_denoises_a_real_clip(toy):
