@@ -199,3 +199,19 @@ def test_save_node_sanitizes_and_numbers_names(nodes, chain, host_dirs):
     assert sorted(os.listdir(host_dirs.loras)) == ["b.safetensors", "b_00001.safetensors"]
     info = run(nodes["CAV_InspectMotionLora"], motion_lora=motion).result[0]
     assert '"kinds": [\n  "temporal"\n ]' in info and '"prompt": "a red square moving"' in info
+
+
+@pytest.mark.parametrize("precision,dtype", [("bf16", torch.bfloat16), ("fp16", torch.float16)])
+def test_half_precision_base_samples_on_the_cpu_and_refuses_to_train_there(nodes, precision, dtype):
+    """The precision input reaches the modules: a half-precision base samples finite frames (outputs
+    come back as fp32 IMAGE), and training half weights off CUDA is refused with the fix in the
+    message. (Memory and speed on a GPU are not measured here.)"""
+    base = run(nodes["CAV_LoadBase"], model=TINY, precision=precision).result[0]
+    assert {p.dtype for p in base.base.unet.parameters()} == {dtype}
+    assert next(base.base.vae.parameters()).dtype == dtype
+    images = run(nodes["CAV_SampleVideo"], base=base, **SAMPLE).result[0]
+    assert images.shape == (5, 12, 16, 3) and images.dtype == torch.float32
+    assert torch.isfinite(images).all() and images.std() > 0
+    frames = run(nodes["CAV_LoadReferenceVideo"], **REFERENCE).result[0]
+    with pytest.raises(Exception, match="load the base with precision fp32"):
+        run(nodes["CAV_TrainMotionLora"], base=base, reference=frames, **MOTION)
