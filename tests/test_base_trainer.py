@@ -103,6 +103,9 @@ def test_phase_two_can_start_from_an_exported_model_folder(tmp_path):
     with safe_open(str(second / "checkpoint.safetensors"), "pt") as f:
         scaling = float(f.metadata()["scaling"])
     assert scaling == json.loads((tmp_path / "model" / "vae" / "config.json").read_text())["scaling_factor"]
+    record = json.loads((tmp_path / "o2" / "training_log.json").read_text())  # how it was made, both runs
+    assert record["settings"]["init_model"] == str(tmp_path / "model") and record["settings"]["seed"] == 1
+    assert record["init_model_log"]["settings"]["seed"] == 0 and record["init_model_log"]["unet_steps"] == 1
 
 
 def test_motion_weight_adds_only_the_error_that_changes_across_frames():

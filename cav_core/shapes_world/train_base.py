@@ -372,9 +372,12 @@ def export(out, tokenizer, text_encoder, vae, unet, scaling, args, step, log) ->
     }
     with open(os.path.join(out, "model_index.json"), "w") as f:
         json.dump(index, f, indent=2)
+    record = {"unet_steps": step, "settings": vars(args), "log": log}
+    if args.init_model:  # this run continued another folder: keep how that one was made
+        with open(os.path.join(args.init_model, "training_log.json")) as f:
+            record["init_model_log"] = json.load(f)
     with open(os.path.join(out, "training_log.json"), "w") as f:
-        json.dump({"unet_steps": step, "vae_steps": args.vae_steps, "batch": args.batch,
-                   "seed": args.seed, "lr": args.lr, "log": log}, f)
+        json.dump(record, f)
 
 
 def main(argv=None) -> None:
