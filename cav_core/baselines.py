@@ -16,7 +16,7 @@ from . import adapters
 from .adapters import TEMPORAL, LoraWeights
 from .compute import on_device
 from .latents import encode_frames
-from .targeting import spatial_targets, temporal_layers_bypassed, temporal_targets
+from .targeting import spatial_targets, temporal_layers_bypassed
 from .text import encode_prompts
 from .training import ComputeSettings, MotionSettings, _debiased_loss, _generator, _noise_scheduler, diffusion_target
 
@@ -35,10 +35,7 @@ def train_motiondirector(base, frames: np.ndarray, settings: MotionSettings, spa
     with on_device(unet, device):
         try:
             adapters.inject_lora(unet, "md_spatial", spatial_targets(unet), rank, rank, seed=settings.seed)
-            adapters.inject_lora(unet, "md_temporal",
-                                 temporal_targets(unet, settings.include_transformer_in, settings.include_feed_forward,
-                                                  settings.include_temporal_convs),
-                                 rank, rank, seed=settings.seed)
+            adapters.inject_lora(unet, "md_temporal", settings.targets(unet), rank, rank, seed=settings.seed)
             spatial = [p for n, p in unet.named_parameters() if "md_spatial" in n]
             temporal = [p for n, p in unet.named_parameters() if "md_temporal" in n]
             for p in unet.parameters():

@@ -93,6 +93,11 @@ class MotionSettings:
             raise CavError(f"motion loss must be one of {', '.join(MOTION_LOSSES)}, not {self.loss!r}")
         _check_common(self.steps, self.lr, self.rank)
 
+    def targets(self, unet: torch.nn.Module) -> list[str]:
+        """The temporal layers these settings adapt (see ``targeting.temporal_targets``)."""
+        return temporal_targets(unet, self.include_transformer_in, self.include_feed_forward,
+                                self.include_temporal_convs)
+
 
 @dataclass(frozen=True)
 class ComputeSettings:
@@ -381,10 +386,7 @@ def train_motion(base, frames: np.ndarray, settings: MotionSettings, absorber: A
         stack.callback(adapters.remove_adapters, unet)
         if absorber.spatial is not None:
             adapters.load_lora(unet, _ABSORBER_ADAPTER, absorber.spatial)
-        adapters.inject_lora(unet, _MOTION_ADAPTER,
-                             temporal_targets(unet, settings.include_transformer_in,
-                                              settings.include_feed_forward, settings.include_temporal_convs),
-                             settings.rank, alpha, seed=settings.seed)
+        adapters.inject_lora(unet, _MOTION_ADAPTER, settings.targets(unet), settings.rank, alpha, seed=settings.seed)
         for name, p in unet.named_parameters():
             p.requires_grad_(_MOTION_ADAPTER in name)
         params = [p for p in unet.parameters() if p.requires_grad]
