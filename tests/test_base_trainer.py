@@ -106,6 +106,10 @@ def test_phase_two_can_start_from_an_exported_model_folder(tmp_path):
     record = json.loads((tmp_path / "o2" / "training_log.json").read_text())  # how it was made, both runs
     assert record["settings"]["init_model"] == str(tmp_path / "model") and record["settings"]["seed"] == 1
     assert record["init_model_log"]["settings"]["seed"] == 0 and record["init_model_log"]["unet_steps"] == 1
+    (tmp_path / "model" / "training_log.json").unlink()  # a folder made elsewhere: still starts and exports
+    train_base.main(["--work", str(tmp_path / "third"), "--out", str(tmp_path / "o3"), "--steps", "1",
+                     *TINY_RUN, "--init-model", str(tmp_path / "model")])
+    assert "init_model_log" not in json.loads((tmp_path / "o3" / "training_log.json").read_text())
 
 
 def test_motion_weight_adds_only_the_error_that_changes_across_frames():
