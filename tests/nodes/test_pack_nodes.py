@@ -110,6 +110,33 @@ def test_sampling_goes_through_model_management(nodes, chain, comfy):
     assert loaded()
 
 
+def test_training_evicts_other_models_and_sampling_keeps_them_when_there_is_room(nodes, chain, comfy):
+    """ComfyUI's load_models_gpu frees memory on every load device except torch.device('cpu'); in
+    --cpu mode it never evicts. ``cpu:0`` is a device ComfyUI treats as a separate accelerator (its
+    free memory is the machine's RAM), so the real eviction path runs here as it would on a GPU."""
+    base, frames = chain
+    device = torch.device("cpu", 0)
+    base.patcher.load_device = device
+    from comfy.model_patcher import ModelPatcher
+
+    other = ModelPatcher(torch.nn.Linear(64, 64), load_device=device, offload_device=torch.device("cpu"))
+
+    def loaded(patcher):
+        return any(m.model is patcher for m in comfy.mm.current_loaded_models)
+
+    try:
+        comfy.mm.load_models_gpu([other])
+        assert loaded(other)
+        run(nodes["CAV_SampleVideo"], base=base, **SAMPLE)  # needs far less than the free RAM
+        assert loaded(base.patcher) and loaded(other)
+        run(nodes["CAV_TrainMotionLora"], base=base, reference=frames, **MOTION)  # asks for everything
+        assert loaded(base.patcher) and not loaded(other)
+        assert all(p.device == torch.device("cpu") for p in other.model.parameters())
+    finally:
+        comfy.mm.free_memory(1e30, device)
+        base.patcher.load_device = comfy.mm.get_torch_device()
+
+
 def test_interrupt_becomes_comfy_interrupt_and_writes_nothing(nodes, chain, comfy, host_dirs):
     base, frames = chain
     comfy.mm.interrupt_current_processing(True)
