@@ -1,0 +1,66 @@
+"""Screenshot a shipped workflow as the ComfyUI editor shows it (for the README).
+
+    python tests/host/screenshot_workflow.py --url http://127.0.0.1:8188 \\
+        --workflow one_shot_motion_transfer --out docs/ui_one_shot_motion_transfer.png
+
+Needs a running ComfyUI with the pack installed, playwright, and a Chromium (CAV_CHROMIUM or
+playwright's own). The graph is loaded from workflows/NAME.json and fitted to the window.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(os.path.dirname(HERE))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--url", required=True, help="a running ComfyUI with the pack")
+    parser.add_argument("--workflow", default="one_shot_motion_transfer")
+    parser.add_argument("--out", required=True, help="the PNG to write")
+    parser.add_argument("--size", default="1600x900", help="browser window, WIDTHxHEIGHT")
+    args = parser.parse_args()
+    from playwright.sync_api import sync_playwright
+
+    with open(os.path.join(ROOT, "workflows", args.workflow + ".json")) as f:
+        workflow = json.load(f)
+    width, height = (int(v) for v in args.size.split("x"))
+    with sync_playwright() as playwright:
+        chromium = os.environ.get("CAV_CHROMIUM") or playwright.chromium.executable_path
+        browser = playwright.chromium.launch(executable_path=chromium, args=["--no-sandbox", "--disable-gpu"])
+        page = browser.new_page(viewport={"width": width, "height": height})
+        page.goto(args.url, wait_until="networkidle", timeout=120_000)
+        page.wait_for_function("() => window.app && window.app.graph", timeout=120_000)
+        page.keyboard.press("Escape")  # the template browser opens on a first visit
+        unknown = page.evaluate("""async (wf) => {
+            try { await window.app.extensionManager.setting.set('Comfy.Minimap.Visible', false); } catch (e) {}
+            await window.app.loadGraphData(wf);
+            const canvas = window.app.canvas;
+            const nodes = window.app.graph._nodes;
+            const xs = nodes.flatMap((n) => [n.pos[0], n.pos[0] + n.size[0]]);
+            const ys = nodes.flatMap((n) => [n.pos[1] - 30, n.pos[1] + n.size[1]]);
+            const [x0, x1, y0, y1] = [Math.min(...xs), Math.max(...xs), Math.min(...ys), Math.max(...ys)];
+            const el = canvas.canvas;  // under the side bar (left) and the menu (top): keep clear of both
+            const [left, top] = [70, 90];
+            const scale = Math.min((el.clientWidth - left - 20) / (x1 - x0), (el.clientHeight - top - 20) / (y1 - y0));
+            canvas.ds.scale = scale;
+            canvas.ds.offset = [-x0 + left / scale, -y0 + top / scale];
+            canvas.setDirty(true, true);
+            return nodes.filter((n) => !LiteGraph.registered_node_types[n.type]).map((n) => n.type);
+        }""", workflow)
+        if unknown:
+            sys.exit(f"the server does not know these nodes: {unknown}")
+        page.wait_for_timeout(1500)
+        tmp = args.out + ".tmp.png"
+        page.screenshot(path=tmp)
+        os.replace(tmp, args.out)
+        browser.close()
+    print("wrote", args.out)
+
+
+if __name__ == "__main__":
+    main()
