@@ -242,3 +242,21 @@ def test_half_precision_base_samples_on_the_cpu_and_refuses_to_train_there(nodes
     frames = run(nodes["CAV_LoadReferenceVideo"], **REFERENCE).result[0]
     with pytest.raises(Exception, match="load the base with precision fp32"):
         run(nodes["CAV_TrainMotionLora"], base=base, reference=frames, **MOTION)
+
+
+def test_auto_precision_is_comfyuis_choice_for_each_module(nodes, comfy, monkeypatch):
+    """'auto' asks comfy.model_management (which applies --fp32-unet, --bf16-vae ... and the
+    device's support): here as a GPU host with a bf16 UNet and an fp32 VAE would answer."""
+    asked = {}
+
+    def unet_dtype(device=None, supported_dtypes=(), **kwargs):
+        asked["unet"] = (device, list(supported_dtypes))
+        return torch.bfloat16
+
+    monkeypatch.setattr(comfy.mm, "unet_dtype", unet_dtype)
+    monkeypatch.setattr(comfy.mm, "vae_dtype", lambda device=None, allowed_dtypes=(), **kw: torch.float32)
+    base = run(nodes["CAV_LoadBase"], model=TINY, precision="auto").result[0]
+    assert {p.dtype for p in base.base.unet.parameters()} == {torch.bfloat16}
+    assert {p.dtype for p in base.base.text_encoder.parameters()} == {torch.bfloat16}
+    assert {p.dtype for p in base.base.vae.parameters()} == {torch.float32}
+    assert asked["unet"][0] == comfy.mm.get_torch_device() and torch.float32 in asked["unet"][1]
