@@ -114,17 +114,17 @@ def test_training_evicts_other_models_and_sampling_keeps_them_when_there_is_room
     """ComfyUI's load_models_gpu frees memory on every load device except torch.device('cpu'); in
     --cpu mode it never evicts. ``cpu:0`` is a device ComfyUI treats as a separate accelerator (its
     free memory is the machine's RAM), so the real eviction path runs here as it would on a GPU."""
-    base, frames = chain
-    device = torch.device("cpu", 0)
-    base.patcher.load_device = device
     from comfy.model_patcher import ModelPatcher
 
+    base, frames = chain
+    device = torch.device("cpu", 0)
     other = ModelPatcher(torch.nn.Linear(64, 64), load_device=device, offload_device=torch.device("cpu"))
 
     def loaded(patcher):
         return any(m.model is patcher for m in comfy.mm.current_loaded_models)
 
     try:
+        base.patcher.load_device = device
         comfy.mm.load_models_gpu([other])
         assert loaded(other)
         run(nodes["CAV_SampleVideo"], base=base, **SAMPLE)  # needs far less than the free RAM
