@@ -14,7 +14,9 @@ import os
 import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-ROOT = os.path.dirname(os.path.dirname(HERE))
+sys.path.insert(0, HERE)
+
+from host_client import ROOT, chromium_path  # noqa: E402
 
 
 def main() -> None:
@@ -30,7 +32,9 @@ def main() -> None:
         workflow = json.load(f)
     width, height = (int(v) for v in args.size.split("x"))
     with sync_playwright() as playwright:
-        chromium = os.environ.get("CAV_CHROMIUM") or playwright.chromium.executable_path
+        chromium = chromium_path(playwright)
+        if chromium is None:
+            sys.exit("no Chromium found: set CAV_CHROMIUM or run `playwright install chromium`")
         browser = playwright.chromium.launch(executable_path=chromium, args=["--no-sandbox", "--disable-gpu"])
         page = browser.new_page(viewport={"width": width, "height": height})
         page.goto(args.url, wait_until="networkidle", timeout=120_000)

@@ -12,22 +12,13 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 
 import pytest
 
-from .host_client import ROOT
+from .host_client import ROOT, chromium_path
 
 WORKFLOWS = sorted(f for f in os.listdir(os.path.join(ROOT, "workflows")) if f.endswith(".json"))
 EXTENSION = "customize_a_video.ui"
-
-
-def _chromium_path(playwright) -> str | None:
-    for candidate in (os.environ.get("CAV_CHROMIUM"), playwright.chromium.executable_path,
-                      shutil.which("chromium"), shutil.which("chromium-browser")):
-        if candidate and os.path.isfile(candidate):
-            return candidate
-    return None
 
 
 @pytest.fixture(scope="module")
@@ -35,7 +26,7 @@ def page(host):
     sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed "
                                    "(pip install playwright) so the frontend extension is not tested")
     with sync_api.sync_playwright() as playwright:
-        path = _chromium_path(playwright)
+        path = chromium_path(playwright)
         if path is None:
             pytest.skip("no Chromium found (set CAV_CHROMIUM or run `playwright install chromium`), "
                         "so the frontend extension is not tested")
