@@ -95,19 +95,20 @@ def test_motion_node_can_adapt_the_temporal_convolutions(nodes, chain):
     assert images.shape == (5, 12, 16, 3)
 
 
+def loaded(comfy, patcher) -> bool:
+    """Whether ComfyUI's model management holds ``patcher`` as a loaded model."""
+    return any(m.model is patcher for m in comfy.mm.current_loaded_models)
+
+
 def test_sampling_goes_through_model_management(nodes, chain, comfy):
     base, _ = chain
-
-    def loaded():
-        return any(m.model is base.patcher for m in comfy.mm.current_loaded_models)
-
     run(nodes["CAV_SampleVideo"], base=base, **SAMPLE)
-    assert loaded()
+    assert loaded(comfy, base.patcher)
     comfy.mm.free_memory(1e30, comfy.mm.get_torch_device())  # what another model's load does
-    assert not loaded()
+    assert not loaded(comfy, base.patcher)
     assert next(base.base.unet.parameters()).device == base.patcher.offload_device
     run(nodes["CAV_SampleVideo"], base=base, **SAMPLE)
-    assert loaded()
+    assert loaded(comfy, base.patcher)
 
 
 def test_training_evicts_other_models_and_sampling_keeps_them_when_there_is_room(nodes, chain, comfy):
@@ -119,18 +120,14 @@ def test_training_evicts_other_models_and_sampling_keeps_them_when_there_is_room
     base, frames = chain
     device = torch.device("cpu", 0)
     other = ModelPatcher(torch.nn.Linear(64, 64), load_device=device, offload_device=torch.device("cpu"))
-
-    def loaded(patcher):
-        return any(m.model is patcher for m in comfy.mm.current_loaded_models)
-
     try:
         base.patcher.load_device = device
         comfy.mm.load_models_gpu([other])
-        assert loaded(other)
+        assert loaded(comfy, other)
         run(nodes["CAV_SampleVideo"], base=base, **SAMPLE)  # needs far less than the free RAM
-        assert loaded(base.patcher) and loaded(other)
+        assert loaded(comfy, base.patcher) and loaded(comfy, other)
         run(nodes["CAV_TrainMotionLora"], base=base, reference=frames, **MOTION)  # asks for everything
-        assert loaded(base.patcher) and not loaded(other)
+        assert loaded(comfy, base.patcher) and not loaded(comfy, other)
         assert all(p.device == torch.device("cpu") for p in other.model.parameters())
     finally:
         comfy.mm.free_memory(1e30, device)
