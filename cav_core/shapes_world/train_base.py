@@ -373,10 +373,11 @@ def export(out, tokenizer, text_encoder, vae, unet, scaling, args, step, log) ->
     with open(os.path.join(out, "model_index.json"), "w") as f:
         json.dump(index, f, indent=2)
     record = {"unet_steps": step, "settings": vars(args), "log": log}
-    init_log = os.path.join(args.init_model or "", "training_log.json")
-    if args.init_model and os.path.exists(init_log):  # it continued another folder: keep how that one was made
-        with open(init_log) as f:
-            record["init_model_log"] = json.load(f)
+    if args.init_model:  # it continued another folder: keep how that one was made, when it says
+        init_log = os.path.join(args.init_model, "training_log.json")
+        if os.path.exists(init_log):
+            with open(init_log) as f:
+                record["init_model_log"] = json.load(f)
     with open(os.path.join(out, "training_log.json"), "w") as f:
         json.dump(record, f)
 
