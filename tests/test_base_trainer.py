@@ -168,3 +168,34 @@ def test_causal_temporal_convs_never_see_the_next_frame_and_stay_that_way():
     for conv, old in zip(convs, before):
         assert torch.count_nonzero(conv.weight[:, :, 2]) == 0  # the look-ahead tap: zero, and kept there
         assert not torch.equal(conv.weight[:, :, :2], old[:, :, :2])  # the other taps still learn
+
+
+def test_image_steps_train_only_the_spatial_path_on_still_appearance_frames(tmp_path, monkeypatch):
+    from cav_core.shapes_world import architecture as arch
+
+    frame_counts, captions = [], []
+    build_unet = arch.build_unet
+
+    def recording_unet():
+        unet = build_unet()
+        unet.register_forward_pre_hook(lambda module, args: frame_counts.append(args[0].shape[2]))
+        return unet
+
+    monkeypatch.setattr(arch, "build_unet", recording_unet)
+    image_caption = train_base._image_caption_for_training
+    monkeypatch.setattr(train_base, "_image_caption_for_training",
+                        lambda scene, rng: captions.append((scene, image_caption(scene, rng))) or captions[-1][1])
+    train_base.main(["--work", str(tmp_path / "first"), "--out", str(tmp_path / "model"), "--steps", "1", *TINY_RUN])
+    assert frame_counts == [arch.FRAMES] and not captions  # no --image-share: clips, as before
+    before = _checkpoint(tmp_path / "first")[2]
+
+    frame_counts.clear()
+    train_base.main(["--work", str(tmp_path / "images"), "--out", str(tmp_path / "o2"), "--steps", "1",
+                     *TINY_RUN, "--init-model", str(tmp_path / "model"), "--image-share", "1"])
+    after = _checkpoint(tmp_path / "images")[2]
+    assert frame_counts == [1]  # every frame is its own one-frame clip
+    assert captions and all(c in ("", scene.caption("")) for scene, c in captions)  # appearance only
+    unet_keys = [k for k in before if k.startswith("unet.")]
+    temporal = [k for k in unet_keys if any(p in k for p in ("temp_convs", "temp_attentions", "transformer_in"))]
+    assert temporal and all(torch.equal(before[k], after[k]) for k in temporal)  # bypassed: no gradient
+    assert any(not torch.equal(before[k], after[k]) for k in unet_keys if k not in temporal)

@@ -10,6 +10,7 @@ Checkpoints (safetensors, no pickle) are written atomically every ``--checkpoint
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
 import os
@@ -20,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 
-from ..targeting import temporal_convolutions
+from ..targeting import temporal_convolutions, temporal_layers_bypassed
 from ..training import diffusion_target
 from . import architecture as arch
 from .scenes import GENERIC_MOTION_PHRASE, random_scene, render
@@ -52,6 +53,25 @@ def _caption_for_training(scene, rng: np.random.Generator) -> str:
     if r < 0.85:
         return scene.caption(GENERIC_MOTION_PHRASE)
     return scene.caption("")
+
+
+def _image_caption_for_training(scene, rng: np.random.Generator) -> str:
+    """A still frame's caption: the appearance only (no motion words), or empty for guidance."""
+    return "" if rng.random() < 0.1 else scene.caption("")
+
+
+def _as_single_frames(lat: torch.Tensor, text: torch.Tensor, weights: torch.Tensor | None):
+    """[B, C, F, h, w] clips -> B*F one-frame clips, each with its clip's caption.
+
+    Image steps train the UNet with its temporal layers bypassed, as ModelScope's UNet is its
+    image model (Stable Diffusion's) plus temporal layers. Without them this from-scratch UNet's
+    spatial path renders nothing on its own, and stage 1 of the method, which trains the absorber
+    with the temporal layers bypassed, has no image model to absorb into."""
+    b, c, f, h, w = lat.shape
+    frames = lat.permute(0, 2, 1, 3, 4).reshape(b * f, c, 1, h, w)
+    if weights is not None:
+        weights = weights.permute(0, 2, 1, 3, 4).reshape(b * f, 1, 1, h, w)
+    return frames, text.repeat_interleave(f, dim=0), weights
 
 
 def _optimizer_state(opt: torch.optim.Optimizer, prefix: str) -> tuple[dict, dict]:
@@ -164,6 +184,10 @@ def train(args) -> None:
         captions = [_caption_for_training(s, rng) for s in scenes]
         gen = torch.Generator().manual_seed(int(rng.integers(2**31)))
         torch.manual_seed(int(rng.integers(2**31)))  # the UNet's temporal-conv dropout: same on resume
+        # Drawn only when asked for, so runs without --image-share keep their exact data.
+        image_step = bool(args.image_share) and rng.random() < args.image_share
+        if image_step:
+            captions = [_image_caption_for_training(s, rng) for s in scenes]
         with torch.no_grad():
             frames = _frames_to_tensor(np.stack([render(s) for s in scenes]))
             lat = vae.encode(frames).latent_dist.sample(generator=gen) * scaling
@@ -171,13 +195,16 @@ def train(args) -> None:
         ids = tokenizer(captions, padding="max_length", max_length=arch.TOKEN_LENGTH,
                         truncation=True, return_tensors="pt").input_ids
         text = text_encoder(ids)[0]
-        noise = torch.randn(lat.shape, generator=gen)
-        t = _training_timesteps(scheduler.config.num_train_timesteps, args.batch, args.high_noise_share, gen)
-        pred = unet(scheduler.add_noise(lat, noise, t), t, text).sample
-        target = diffusion_target(scheduler, lat, noise, t)  # v with --zero-snr, else epsilon
         weights = None
         if args.unet_object_weight:
             weights = _latent_object_weights(frames, args.unet_object_weight, lat.shape)
+        if image_step:
+            lat, text, weights = _as_single_frames(lat, text, weights)
+        noise = torch.randn(lat.shape, generator=gen)
+        t = _training_timesteps(scheduler.config.num_train_timesteps, len(lat), args.high_noise_share, gen)
+        with temporal_layers_bypassed(unet) if image_step else contextlib.nullcontext():
+            pred = unet(scheduler.add_noise(lat, noise, t), t, text).sample
+        target = diffusion_target(scheduler, lat, noise, t)  # v with --zero-snr, else epsilon
         loss = _denoising_loss(pred, target, weights, args.motion_weight)
         unet_opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -407,6 +434,10 @@ def main(argv=None) -> None:
                    help="phase 2: share of timesteps drawn from the noisiest 30%% (see _training_timesteps)")
     p.add_argument("--text-lr-scale", type=float, default=1.0,
                    help="phase 2: the text encoder's learning rate as a multiple of --lr")
+    p.add_argument("--image-share", type=float, default=0.0,
+                   help="phase 2: share of steps trained on still frames with the temporal layers bypassed and "
+                   "appearance captions, so the spatial path alone is an image model (as the method's stage 1 "
+                   "assumes)")
     p.add_argument("--causal-temporal-conv", action="store_true",
                    help="phase 2: temporal convolutions see no future frame (see _keep_temporal_convs_causal)")
     p.add_argument("--init-model", help="start phase 2 from an exported model folder: skips phase 1, and phase 3 "
