@@ -67,11 +67,13 @@ def _as_single_frames(lat: torch.Tensor, text: torch.Tensor, weights: torch.Tens
     image model (Stable Diffusion's) plus temporal layers. Without them this from-scratch UNet's
     spatial path renders nothing on its own, and stage 1 of the method, which trains the absorber
     with the temporal layers bypassed, has no image model to absorb into."""
-    b, c, f, h, w = lat.shape
-    frames = lat.permute(0, 2, 1, 3, 4).reshape(b * f, c, 1, h, w)
-    if weights is not None:
-        weights = weights.permute(0, 2, 1, 3, 4).reshape(b * f, 1, 1, h, w)
-    return frames, text.repeat_interleave(f, dim=0), weights
+    b, _, f, h, w = lat.shape
+
+    def one_frame_clips(x: torch.Tensor) -> torch.Tensor:
+        return x.transpose(1, 2).reshape(b * f, x.shape[1], 1, h, w)
+
+    return (one_frame_clips(lat), text.repeat_interleave(f, dim=0),
+            None if weights is None else one_frame_clips(weights))
 
 
 def _optimizer_state(opt: torch.optim.Optimizer, prefix: str) -> tuple[dict, dict]:
