@@ -53,3 +53,15 @@ def test_velocity_similarity_separates_novel_paths_from_pans():
     for pan in ("right", "up", "down_right"):
         assert velocity_similarity(zig, path(pan)) < 0.6
     assert velocity_similarity(path("figure_eight"), path("circle")) < 0.6
+
+
+def test_every_caption_word_is_one_token():
+    """A word split into pieces shares them with other words ("orange" and "triangle" once shared
+    "an"), so the text encoder cannot tell them apart as cleanly."""
+    from cav_core.shapes_world.architecture import build_tokenizer
+
+    tokenizer = build_tokenizer()
+    split = {w: tokenizer.tokenize(w) for w in vocabulary_words() if len(tokenizer.tokenize(w)) != 1}
+    assert not split
+    ids = tokenizer("a orange triangle standing still on a gray background").input_ids
+    assert len(ids) == 2 + 9 and len(set(ids[1:-1])) == 8  # bos + 9 words + eos; "a" twice

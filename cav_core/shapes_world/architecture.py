@@ -22,8 +22,12 @@ _SPECIAL = ["<|startoftext|>", "<|endoftext|>"]
 def build_tokenizer() -> CLIPTokenizer:
     """A CLIP BPE tokenizer whose vocabulary is the shapes-world words plus every byte char.
 
-    Each word is reached by left-to-right merges, so known words become one token; any other
-    text still tokenizes (character by character) instead of failing.
+    Each word is built by merges from its end: (char, suffix</w>) -> longer suffix</w>. BPE applies
+    the lowest-ranked pair first, so merges that build prefixes let one word's prefix fire inside
+    another word ("an" inside "orange" and "triangle" split them into four and six tokens). A
+    right-hand side that ends in </w> can only match at a word's end, so every known word becomes
+    exactly one token whatever the merge order; any other text still tokenizes (character by
+    character) instead of failing.
     """
     from tokenizers.pre_tokenizers import ByteLevel
 
@@ -33,14 +37,13 @@ def build_tokenizer() -> CLIPTokenizer:
         vocab.setdefault(tok, len(vocab))
     merges: list[tuple[str, str]] = []
     for word in vocabulary_words():
-        pieces = list(word[:-1]) + [word[-1] + "</w>"]
-        left = pieces[0]
-        for right in pieces[1:]:
-            merged = left + right
+        suffix = word[-1] + "</w>"
+        for char in reversed(word[:-1]):
+            merged = char + suffix
             if merged not in vocab:
                 vocab[merged] = len(vocab)
-                merges.append((left, right))
-            left = merged
+                merges.append((char, suffix))
+            suffix = merged
     return CLIPTokenizer(vocab=vocab, merges=merges, model_max_length=TOKEN_LENGTH)
 
 
