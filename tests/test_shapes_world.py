@@ -56,8 +56,8 @@ def test_velocity_similarity_separates_novel_paths_from_pans():
 
 
 def test_every_caption_word_is_one_token():
-    """A word split into pieces shares them with other words ("orange" and "triangle" once shared
-    "an"), so the text encoder cannot tell them apart as cleanly."""
+    """A word split into pieces shares them with other words: "orange" and "triangle" once shared
+    "an", "g" and "e</w>"."""
     from cav_core.shapes_world.architecture import build_tokenizer
 
     tokenizer = build_tokenizer()
