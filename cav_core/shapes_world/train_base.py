@@ -44,10 +44,13 @@ def _submodule_state(tensors: dict, name: str) -> dict:
     return {k[len(name) + 1:]: v for k, v in tensors.items() if k.startswith(name + ".")}
 
 
+UNCONDITIONAL_SHARE = 0.1  # empty captions, for classifier-free guidance (clips and still frames alike)
+
+
 def _caption_for_training(scene, rng: np.random.Generator) -> str:
     r = rng.random()
-    if r < 0.1:
-        return ""  # unconditional, for classifier-free guidance
+    if r < UNCONDITIONAL_SHARE:
+        return ""
     if r < 0.7 or scene.motion == "static":
         return scene.caption()
     if r < 0.85:
@@ -57,7 +60,7 @@ def _caption_for_training(scene, rng: np.random.Generator) -> str:
 
 def _image_caption_for_training(scene, rng: np.random.Generator) -> str:
     """A still frame's caption: the appearance only (no motion words), or empty for guidance."""
-    return "" if rng.random() < 0.1 else scene.caption("")
+    return "" if rng.random() < UNCONDITIONAL_SHARE else scene.caption("")
 
 
 def _as_single_frames(lat: torch.Tensor, text: torch.Tensor, weights: torch.Tensor | None):
