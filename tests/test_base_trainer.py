@@ -146,6 +146,24 @@ def test_text_lr_scale_sets_the_text_encoders_learning_rate_apart(tmp_path):
     assert any(not torch.equal(before[k], after[k]) for k in before if k.startswith("unet."))
 
 
+def test_text_lr_scale_zero_freezes_the_text_encoder_also_when_resuming(tmp_path):
+    """Scale 0 means no gradient at all (AdamW keeps no state for it), and a resumed run takes the
+    command's scale, not the checkpoint's."""
+    work = tmp_path / "run"
+    train_base.main(["--work", str(work), "--out", str(tmp_path / "m0"), "--steps", "0", *TINY_RUN])
+    before = _checkpoint(work)[2]
+    train_base.main(["--work", str(work), "--out", str(tmp_path / "m1"), "--steps", "2", *TINY_RUN,
+                     "--text-lr-scale", "0"])
+    after = _checkpoint(work)[2]
+    text = [k for k in before if k.startswith("text_encoder.")]
+    assert all(torch.equal(before[k], after[k]) for k in text)
+    from cav_core.shapes_world import architecture as arch
+
+    n_unet = len(list(arch.build_unet().parameters()))
+    adam_state = {int(k.split(".")[1]) for k in after if k.startswith("unet_opt.")}
+    assert adam_state and max(adam_state) < n_unet  # state only for the UNet's parameters (group 0)
+
+
 def test_causal_temporal_convs_never_see_the_next_frame_and_stay_that_way():
     from cav_core.shapes_world import architecture as arch
 

@@ -109,7 +109,10 @@ def train(args) -> None:
     vae, unet = arch.build_vae(), arch.build_unet()
     text_encoder = arch.build_text_encoder(len(tokenizer))
     vae_opt = torch.optim.AdamW(vae.parameters(), lr=args.vae_lr, weight_decay=0.0)
-    params = list(unet.parameters()) + list(text_encoder.parameters())
+    # --text-lr-scale 0 freezes the text encoder, as ModelScope's CLIP is frozen: no gradient, so
+    # it neither moves nor counts in the clipping norm.
+    frozen_text = args.text_lr_scale == 0
+    params = list(unet.parameters()) + ([] if frozen_text else list(text_encoder.parameters()))
     unet_opt = torch.optim.AdamW([{"params": list(unet.parameters()), "lr_scale": 1.0},
                                   {"params": list(text_encoder.parameters()), "lr_scale": args.text_lr_scale}],
                                  lr=args.lr, weight_decay=1e-2)
@@ -133,6 +136,7 @@ def train(args) -> None:
         _load_optimizer_state(vae_opt, tensors, json.loads(meta["vae_opt"]), "vae_opt")
         _load_optimizer_state(unet_opt, tensors, json.loads(meta["unet_opt"]), "unet_opt")
         print(f"resumed at phase {phase} step {step}", flush=True)
+    unet_opt.param_groups[1]["lr_scale"] = args.text_lr_scale  # the command's, also on resume
 
     def save_checkpoint():
         tensors = {}
@@ -179,7 +183,10 @@ def train(args) -> None:
     if args.causal_temporal_conv:
         _keep_temporal_convs_causal(unet)
     unet.train()
-    text_encoder.train()
+    if frozen_text:
+        text_encoder.requires_grad_(False).eval()
+    else:
+        text_encoder.train()
     while step < args.steps:
         lr = args.lr * min(1.0, (step + 1) / 200) * (0.5 + 0.5 * math.cos(math.pi * step / args.steps))
         for group in unet_opt.param_groups:
@@ -438,7 +445,8 @@ def main(argv=None) -> None:
     p.add_argument("--high-noise-share", type=float, default=0.0,
                    help="phase 2: share of timesteps drawn from the noisiest 30%% (see _training_timesteps)")
     p.add_argument("--text-lr-scale", type=float, default=1.0,
-                   help="phase 2: the text encoder's learning rate as a multiple of --lr")
+                   help="phase 2: the text encoder's learning rate as a multiple of --lr; 0 freezes it (no "
+                   "gradient), as ModelScope's text encoder is frozen. Read on resume too")
     p.add_argument("--image-share", type=float, default=0.0,
                    help="phase 2: share of steps trained on still frames with the temporal layers bypassed and "
                    "appearance captions, so the spatial path alone is an image model (as the method's stage 1 "
