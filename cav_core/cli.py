@@ -86,7 +86,8 @@ def cmd_train(args) -> None:
                                 seed=args.seed)
     motion = MotionSettings(prompt=args.prompt, steps=args.steps, lr=args.lr, rank=args.rank, seed=args.seed,
                             loss=args.loss, include_feed_forward=args.feed_forward,
-                            include_temporal_convs=args.temporal_convs)
+                            include_temporal_convs=args.temporal_convs,
+                            absorber_token_in_prompt=args.absorber_token)
     compute = ComputeSettings(device=args.device, mixed_precision=args.mixed_precision,
                               gradient_checkpointing=args.gradient_checkpointing)
     bar = _Bar(args.quiet)
@@ -167,6 +168,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--appearance-prompt", help="what the frames look like, no motion words (default: --prompt)")
     t.add_argument("--absorber", default="dual", choices=["none", "slora", "ti", "dual"])
     t.add_argument("--absorber-steps", type=int, default=150)
+    t.add_argument("--absorber-token", action=argparse.BooleanOptionalAction, default=True,
+                   help="whether the T-LoRA's caption carries the TI absorber's token (ti, dual); without it, "
+                        "stage 2 uses only the dual absorber's S-LoRA")
     t.add_argument("--absorber-lr", type=float, default=1e-4)
     t.add_argument("--steps", type=int, default=300, help="T-LoRA steps")
     t.add_argument("--rank", type=int, default=4)

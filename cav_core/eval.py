@@ -3,8 +3,9 @@
     python -m cav_core.eval --out docs/eval
 
 For each bundled novel-motion reference, trains T-LoRAs with each absorber kind (none, slora, ti,
-dual) and a MotionDirector-style joint baseline at the same rank, then samples prompts whose
-colour, shape and background all differ from the reference, over several seeds. Every generated
+dual, and dual with its token left out of stage 2's caption) and a MotionDirector-style joint
+baseline at the same rank, then samples prompts whose colour, shape and background all differ
+from the reference, over several seeds. Every generated
 clip is read back with :mod:`cav_core.shapes_world.measure`:
 
 - motion fidelity: cosine between the frame-to-frame displacements of the generated object and of
@@ -26,6 +27,7 @@ import json
 import os
 import sys
 import time
+from dataclasses import replace
 
 import numpy as np
 from PIL import Image
@@ -46,7 +48,10 @@ from .video_io import VideoOptions, read_video, write_video
 # same rank; then the same with the suffix _convs: the demo's T-LoRA (attention and temporal
 # convolutions, rank 16, its own step budget), the one setting measured to learn a path on the
 # bundled base, so that the absorber ablation is also run where there is a motion to leak into.
-METHODS = ("none", "slora", "ti", "dual", "motiondirector")
+# dual_no_token: the dual absorber, but stage 2's caption leaves its TI token out (MotionSettings.
+# absorber_token_in_prompt), so stage 2 sees only its S-LoRA.
+METHODS = ("none", "slora", "ti", "dual", "dual_no_token", "motiondirector")
+NO_TOKEN = "_no_token"
 CONVS = "_convs"
 VARIANTS = ("base", *METHODS, *(m + CONVS for m in METHODS))
 # Prompts that differ from each reference in colour, shape and background alike.
@@ -72,6 +77,9 @@ def _train(variant: str, base, frames, name: str, steps: dict, seed: int):
         variant = variant[: -len(CONVS)]
     if variant == "motiondirector":
         return train_motiondirector(base, frames, motion)[0]
+    if variant.endswith(NO_TOKEN):
+        motion = replace(motion, absorber_token_in_prompt=False)
+        variant = variant[: -len(NO_TOKEN)]
     absorber = train_absorber(base, frames, AbsorberSettings(kind=variant, prompt=appearance_caption(name),
                                                              steps=steps["absorber"], seed=seed))
     return train_motion(base, frames, motion, absorber)[0]

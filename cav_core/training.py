@@ -85,6 +85,9 @@ class MotionSettings:
     include_feed_forward: bool = False
     include_temporal_convs: bool = False  # not the paper's default; see targeting.temporal_targets
     loss: str = "mse"  # or "debiased" (MotionDirector's appearance-debiased temporal loss)
+    # Whether stage 2's caption carries the absorber's TI token (METHOD: it "may"). Without it, a
+    # TI absorber still trains in stage 1 and is saved, but stage 2 sees only its S-LoRA.
+    absorber_token_in_prompt: bool = True
 
     def validate(self) -> None:
         if not self.prompt.strip():
@@ -374,7 +377,7 @@ def train_motion(base, frames: np.ndarray, settings: MotionSettings, absorber: A
     scheduler = _noise_scheduler(base)
     with on_device(base.vae, device):
         latents = encode_frames(base.vae, frames).permute(1, 0, 2, 3).unsqueeze(0).to(device)  # [1,C,F,h,w]
-    prompt = with_placeholder(settings.prompt, absorber.tokens)
+    prompt = with_placeholder(settings.prompt, absorber.tokens if settings.absorber_token_in_prompt else ())
     ckpt = _ckpt or _Checkpoint(hooks.checkpoint_path, hooks.checkpoint_every,
                                 _run_identity(base, frames, settings))
     stack = contextlib.ExitStack()
@@ -469,6 +472,7 @@ def train_customization(base, frames: np.ndarray, absorber_settings: AbsorberSet
         "include_transformer_in": motion_settings.include_transformer_in,
         "include_feed_forward": motion_settings.include_feed_forward,
         "include_temporal_convs": motion_settings.include_temporal_convs,
+        "absorber_token_in_prompt": motion_settings.absorber_token_in_prompt,
         "absorber": {"kind": absorber_settings.kind, "steps": absorber_settings.steps,
                      "lr": absorber_settings.lr, "ti_lr": absorber_settings.ti_lr,
                      "rank": absorber_settings.rank, "prompt": absorber_settings.prompt,

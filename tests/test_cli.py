@@ -30,6 +30,7 @@ def test_train_inspect_sample(tiny_base_dir, clip_file, tmp_path, capsys):
     info = json.loads(capsys.readouterr().out)
     assert info["kinds"] == ["temporal", "spatial", "textual_inversion"]
     assert info["training"]["steps"] == 2 and info["training"]["absorber"]["kind"] == "dual"
+    assert info["training"]["absorber_token_in_prompt"] is True
     assert info["temporal"]["rank"] == 4 and "targets" not in info["temporal"]
     out = tmp_path / "sample.gif"
     assert main(["sample", "--base", tiny_base_dir, "--lora", f"{lora}:0.8", "--lora", str(lora),
@@ -49,6 +50,16 @@ def test_train_with_temporal_convs_saves_and_samples_them(tiny_base_dir, clip_fi
     assert main(["sample", "--base", tiny_base_dir, "--lora", str(lora), "--prompt", "a blue circle",
                  "--steps", "2", "--frames", "4", "--out", str(out), "--quiet"]) == 0
     assert read_video(out).frames.shape == (4, 16, 16, 3)
+
+
+def test_train_can_leave_the_token_out_of_the_motion_caption(tiny_base_dir, clip_file, tmp_path, capsys):
+    lora = tmp_path / "without_token.safetensors"
+    assert _train(tiny_base_dir, clip_file, lora, "--no-absorber-token") == 0
+    capsys.readouterr()
+    assert main(["inspect", str(lora)]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["training"]["absorber_token_in_prompt"] is False
+    assert info["kinds"] == ["temporal", "spatial", "textual_inversion"]  # the TI is still trained and kept
 
 
 def test_user_errors_are_one_line_exit_2(tiny_base_dir, tmp_path, capsys):

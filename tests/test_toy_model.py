@@ -78,7 +78,7 @@ def test_evaluation_harness_runs_reports_and_resumes(tmp_path, monkeypatch):
     assert trained == ["none"] and more["dual"] == summary["dual"]
 
 
-@pytest.mark.parametrize("method", ["none", "ti", "dual", "motiondirector"])
+@pytest.mark.parametrize("method", ["none", "ti", "dual", "dual_no_token", "motiondirector"])
 def test_a_convs_variant_is_its_method_with_the_demos_t_lora(toy, method):
     """Each *_convs variant trains the same method (absorber kind, or MotionDirector's joint LoRAs)
     with the demo's T-LoRA: attention and temporal convolutions, at the demo's rank, for its own
@@ -97,6 +97,25 @@ def test_a_convs_variant_is_its_method_with_the_demos_t_lora(toy, method):
     assert any(".temp_convs." in t for t in lora.targets)
     assert not any(".temp_convs." in t for t in plain.targets)
     assert all("temp_attentions" in t or "transformer_in" in t or ".temp_convs." in t for t in lora.targets)
+
+
+def test_the_no_token_variant_trains_the_dual_absorber_and_leaves_its_token_out(toy, monkeypatch):
+    import cav_core.eval as evaluation
+    from cav_core.shapes_world.references import reference_path
+    from cav_core.video_io import VideoOptions, read_video
+
+    seen = {}
+
+    def fake_train_motion(base, frames, settings, absorber):
+        seen.update(settings=settings, absorber=absorber)
+        return (None, [])
+
+    monkeypatch.setattr(evaluation, "train_motion", fake_train_motion)
+    frames = read_video(reference_path("zigzag"), VideoOptions(max_frames=4)).frames
+    for variant, token in (("dual_no_token", False), ("dual", True)):
+        evaluation._train(variant, toy, frames, "zigzag", {"absorber": 1, "motion": 1}, 0)
+        assert seen["absorber"].spatial is not None and seen["absorber"].textual_inversion is not None
+        assert seen["settings"].absorber_token_in_prompt is token
 
 
 def test_bundled_model_denoises_a_real_clip(toy):

@@ -1,4 +1,5 @@
 import os
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -61,6 +62,18 @@ def test_motion_stage_trains_only_the_tlora(tiny_base, clip_frames):
     assert any(v.abs().sum() > 0 for k, v in lora.tensors.items() if "lora_B" in k)  # it learned
     assert _same(before, _snapshot(tiny_base.unet, tiny_base.vae, tiny_base.text_encoder))
     assert all(torch.equal(absorber.spatial.tensors[k], v) for k, v in spatial_before.items())
+
+
+def test_motion_stage_without_the_token_is_the_run_that_sees_only_the_slora(tiny_base, clip_frames):
+    from cav_core.training import Absorber
+
+    absorber = train_absorber(tiny_base, clip_frames, AbsorberSettings(kind="dual", steps=2, lr=1e-2, ti_lr=0.1))
+    settings = MotionSettings(prompt="a red square moving right", steps=2, lr=1e-2)
+    with_token = train_motion(tiny_base, clip_frames, settings, absorber)[1]
+    without = train_motion(tiny_base, clip_frames, replace(settings, absorber_token_in_prompt=False), absorber)[1]
+    slora_only = train_motion(tiny_base, clip_frames, settings, Absorber(absorber.spatial, None))[1]
+    assert without == slora_only
+    assert without != with_token
 
 
 def test_motion_stage_can_also_adapt_the_temporal_convolutions(tiny_base, clip_frames):
