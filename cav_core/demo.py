@@ -11,6 +11,7 @@ import json
 import os
 import sys
 import time
+from dataclasses import replace
 
 import numpy as np
 
@@ -43,6 +44,12 @@ def motion_settings(prompt: str, steps: int, seed: int) -> MotionSettings:
     return MotionSettings(prompt=prompt, steps=steps, seed=seed, rank=16, include_temporal_convs=True)
 
 
+# On the bundled base the dual absorber's token in stage 2's caption halves the motion learned
+# (docs/eval: 0.20 with it, 0.47 without, 0.55 with no absorber), so the demo leaves it out. The
+# engine's default keeps the token (the paper's way); this is measured on the bundled base only.
+DEMO_TOKEN_IN_MOTION_PROMPT = False
+
+
 def _log(quiet: bool, text: str) -> None:
     if not quiet:
         print(text, file=sys.stderr, flush=True)
@@ -61,12 +68,14 @@ def run_demo(out: str, quick: bool = False, quiet: bool = False, seed: int = 0) 
         if not quiet and (p.step % 25 == 0 or p.step == p.total):
             _log(quiet, f"  {p.stage} step {p.step}/{p.total} loss {p.loss:.4f}")
 
-    _log(quiet, f"training on {reference_path(DEMO_REFERENCE)}: dual absorber, then T-LoRA")
+    _log(quiet, f"training on {reference_path(DEMO_REFERENCE)}: dual absorber, then T-LoRA "
+                "(its caption without the absorber's token)")
     result = train_customization(
         base, reference.frames,
         AbsorberSettings(kind="dual", prompt=appearance_caption(DEMO_REFERENCE),
                          steps=budget["absorber_steps"], seed=seed),
-        motion_settings(reference_caption(DEMO_REFERENCE), budget["motion_steps"], seed),
+        replace(motion_settings(reference_caption(DEMO_REFERENCE), budget["motion_steps"], seed),
+                absorber_token_in_prompt=DEMO_TOKEN_IN_MOTION_PROMPT),
         hooks=Hooks(on_progress=progress))
     lora_path = save_adapter_file(os.path.join(out, "zigzag_motion.safetensors"), result.adapter)
     plot = loss_curve_image(result.losses)

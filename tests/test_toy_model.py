@@ -42,6 +42,11 @@ def test_demo_runs_end_to_end_in_quick_mode(tmp_path):
                  "comparison.gif", "comparison.mp4", "sample_0.mp4", "sample_0.gif", "report.json"):
         assert (tmp_path / name).exists(), name
     assert len(report["samples"]) == 3
+    from cav_core.adapter_file import load_adapter_file
+
+    adapter = load_adapter_file(str(tmp_path / "zigzag_motion.safetensors"))
+    assert adapter.training["absorber"]["kind"] == "dual" and adapter.textual_inversion is not None
+    assert adapter.training["absorber_token_in_prompt"] is False  # measured better on the bundled base
 
 
 def test_evaluation_harness_runs_reports_and_resumes(tmp_path, monkeypatch):
