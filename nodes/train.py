@@ -139,6 +139,10 @@ class TrainMotionLora(io.ComfyNode):
                                  tooltip="Also adapt the temporal convolutions (not the paper's default). On "
                                          "the bundled shapes-world model attention alone cannot learn a path: "
                                          "turn this on there, with rank 16 and 1000 steps as in the demo."),
+                io.Boolean.Input("absorber_token_in_prompt", default=True, optional=True,  # older API prompts lack it
+                                 tooltip="Put the absorber's token (ti, dual) in this caption. Off: the token is "
+                                         "still trained and kept, but the T-LoRA trains beside the absorber's "
+                                         "S-LoRA alone."),
                 types.Absorber.Input("absorber", optional=True,
                                      tooltip="The appearance absorber of the same reference (Train Appearance "
                                              "Absorber). Without it the motion LoRA also learns the look."),
@@ -157,11 +161,13 @@ class TrainMotionLora(io.ComfyNode):
     def execute(cls, base: LoadedBase, reference, prompt: str, steps: int, lr: float, rank: int, seed: int,
                 name: str, save: bool, preview_every: int, loss: str, include_transformer_in: bool,
                 include_feed_forward: bool, include_temporal_convs: bool = False,
+                absorber_token_in_prompt: bool = True,
                 absorber: TrainedAbsorber | None = None) -> io.NodeOutput:
         settings = MotionSettings(prompt=prompt.strip(), steps=steps, lr=lr, rank=rank, seed=seed,
                                   include_transformer_in=include_transformer_in,
                                   include_feed_forward=include_feed_forward,
-                                  include_temporal_convs=include_temporal_convs, loss=loss)
+                                  include_temporal_convs=include_temporal_convs, loss=loss,
+                                  absorber_token_in_prompt=absorber_token_in_prompt)
         hooks = Hooks(on_progress=host.TrainingProgress(steps, cls.hidden.unique_id, "motion"),
                       should_stop=host.should_stop, preview_every=preview_every)
         with host.engine_call():

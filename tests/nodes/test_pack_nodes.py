@@ -20,7 +20,7 @@ ABSORBER = dict(kind="dual", appearance_prompt="a red square", steps=2, lr=1e-3,
                 crop_min=0.33, crop_max=0.67, seed=0)
 MOTION = dict(prompt="a red square moving", steps=2, lr=1e-3, rank=2, seed=0, name="zigzag", save=False,
               preview_every=1, loss="mse", include_transformer_in=True, include_feed_forward=False,
-              include_temporal_convs=False)
+              include_temporal_convs=False, absorber_token_in_prompt=True)
 SAMPLE = dict(prompt="a blue circle", negative="", seed=3, steps=2, cfg=5.0, frames=5, width=16, height=12,
               scheduler="ddim", fps=8.0, noise_prior=0.0)
 
@@ -93,6 +93,19 @@ def test_motion_node_can_adapt_the_temporal_convolutions(nodes, chain):
                 strength_3=1.0).result[0]
     images = run(nodes["CAV_SampleVideo"], base=base, motion_loras=stack, **SAMPLE).result[0]
     assert images.shape == (5, 12, 16, 3)
+
+
+def test_motion_node_can_leave_the_absorbers_token_out_of_its_caption(nodes, chain):
+    base, frames = chain
+    absorber = run(nodes["CAV_TrainAbsorber"], base=base, reference=frames, **ABSORBER).result[0]
+    losses = {}
+    for token in (True, False):
+        motion = run(nodes["CAV_TrainMotionLora"], base=base, reference=frames, absorber=absorber,
+                     **{**MOTION, "absorber_token_in_prompt": token}).result[0]
+        assert motion.adapter.training["absorber_token_in_prompt"] is token
+        assert motion.adapter.textual_inversion is not None  # kept either way
+        losses[token] = motion.losses["motion"]
+    assert losses[True] != losses[False]  # the caption, so the conditioning, differs
 
 
 def loaded(comfy, patcher) -> bool:
