@@ -5,8 +5,8 @@
 For each bundled novel-motion reference, trains T-LoRAs with each absorber kind (none, slora, ti,
 dual, and dual with its token left out of stage 2's caption) and a MotionDirector-style joint
 baseline at the same rank, then samples prompts whose colour, shape and background all differ
-from the reference, over several seeds. Every generated
-clip is read back with :mod:`cav_core.shapes_world.measure`:
+from the reference, over several seeds. Every generated clip is read back with
+:mod:`cav_core.shapes_world.measure`:
 
 - motion fidelity: cosine between the frame-to-frame displacements of the generated object and of
   the reference object (translation-invariant; 1 = same motion);
