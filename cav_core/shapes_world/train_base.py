@@ -110,9 +110,9 @@ def train(args) -> None:
     text_encoder = arch.build_text_encoder(len(tokenizer))
     vae_opt = torch.optim.AdamW(vae.parameters(), lr=args.vae_lr, weight_decay=0.0)
     # --text-lr-scale 0 freezes the text encoder, as ModelScope's CLIP is frozen: no gradient, so
-    # it neither moves nor counts in the clipping norm.
+    # it neither moves nor counts in the clipping norm (clip_grad_norm_ skips absent gradients).
     frozen_text = args.text_lr_scale == 0
-    params = list(unet.parameters()) + ([] if frozen_text else list(text_encoder.parameters()))
+    params = list(unet.parameters()) + list(text_encoder.parameters())
     unet_opt = torch.optim.AdamW([{"params": list(unet.parameters()), "lr_scale": 1.0},
                                   {"params": list(text_encoder.parameters()), "lr_scale": args.text_lr_scale}],
                                  lr=args.lr, weight_decay=1e-2)
