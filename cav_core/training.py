@@ -445,6 +445,21 @@ def _absorber_from_checkpoint(saved: dict, settings: AbsorberSettings) -> Absorb
     return Absorber(lora, ti, tuple(losses))
 
 
+def training_record(motion: MotionSettings, frames: np.ndarray, absorber: AbsorberSettings | None,
+                    tokens: tuple[str, ...] = (), compute: ComputeSettings | None = None) -> dict:
+    """What an adapter file's metadata says about how it was made. The CLI and the nodes both build
+    it here, so a new setting is recorded by both or by neither."""
+    record = {k: v for k, v in asdict(motion).items() if k != "alpha"}
+    record.update(frames=int(frames.shape[0]), size=[int(frames.shape[2]), int(frames.shape[1])])
+    if absorber is not None:
+        record["absorber"] = {"kind": absorber.kind, "steps": absorber.steps, "lr": absorber.lr,
+                              "ti_lr": absorber.ti_lr, "rank": absorber.rank, "prompt": absorber.prompt,
+                              "crop_range": list(absorber.crop_range), "tokens": list(tokens)}
+    if compute is not None:
+        record["mixed_precision"] = compute.mixed_precision
+    return record
+
+
 def train_customization(base, frames: np.ndarray, absorber_settings: AbsorberSettings,
                         motion_settings: MotionSettings, compute: ComputeSettings = ComputeSettings(),
                         hooks: Hooks | None = None) -> TrainResult:
@@ -465,20 +480,7 @@ def train_customization(base, frames: np.ndarray, absorber_settings: AbsorberSet
     # Stage-2 checkpoints carry the finished absorber, so a resume skips stage 1.
     ckpt.extra_meta["absorber_losses"] = json.dumps(list(absorber.losses))
     lora, motion_losses = train_motion(base, frames, motion_settings, absorber, compute, hooks, ckpt, saved)
-    training = {
-        "steps": motion_settings.steps, "lr": motion_settings.lr, "rank": motion_settings.rank,
-        "seed": motion_settings.seed, "loss": motion_settings.loss, "prompt": motion_settings.prompt,
-        "frames": int(frames.shape[0]), "size": [int(frames.shape[2]), int(frames.shape[1])],
-        "include_transformer_in": motion_settings.include_transformer_in,
-        "include_feed_forward": motion_settings.include_feed_forward,
-        "include_temporal_convs": motion_settings.include_temporal_convs,
-        "absorber_token_in_prompt": motion_settings.absorber_token_in_prompt,
-        "absorber": {"kind": absorber_settings.kind, "steps": absorber_settings.steps,
-                     "lr": absorber_settings.lr, "ti_lr": absorber_settings.ti_lr,
-                     "rank": absorber_settings.rank, "prompt": absorber_settings.prompt,
-                     "crop_range": list(absorber_settings.crop_range), "tokens": list(absorber.tokens)},
-        "mixed_precision": compute.mixed_precision,
-    }
+    training = training_record(motion_settings, frames, absorber_settings, absorber.tokens, compute)
     adapter = AdapterFile(base_name=base.name, base_fingerprint=base.fingerprint, temporal=lora,
                           spatial=absorber.spatial, textual_inversion=absorber.textual_inversion,
                           training=training)

@@ -9,7 +9,7 @@ from comfy_api.latest import io, ui
 
 from cav_core.adapter_file import AdapterFile
 from cav_core.training import (ABSORBER_KINDS, MOTION_LOSSES, AbsorberSettings, ComputeSettings, Hooks,
-                               MotionSettings, train_absorber, train_motion)
+                               MotionSettings, train_absorber, train_motion, training_record)
 
 from . import folders, host, paths, types
 from .convert import image_batch_to_frames, loss_graph
@@ -176,15 +176,18 @@ class TrainMotionLora(io.ComfyNode):
                 check_same_base("the absorber", absorber.base_name, absorber.base_fingerprint, base)
             frames = reference_frames(base, reference)
             device = host.load_for_work(base, host.TRAINING_MEMORY)
+            compute = compute_for(base, device)
             lora, losses = train_motion(base.base, frames, settings, absorber.absorber if absorber else None,
-                                        compute_for(base, device), hooks)
+                                        compute, hooks)
             motion = MotionLora(
                 name=os.path.splitext(paths.lora_file_name(name))[0],
                 adapter=AdapterFile(
                     base_name=base.name, base_fingerprint=base.fingerprint, temporal=lora,
                     spatial=absorber.absorber.spatial if absorber else None,
                     textual_inversion=absorber.absorber.textual_inversion if absorber else None,
-                    training=training_record(settings, frames, absorber)),
+                    training=training_record(
+                        settings, frames, AbsorberSettings(**absorber.settings) if absorber else None,
+                        absorber.absorber.tokens if absorber else (), compute)),
                 losses={"absorber": list(absorber.absorber.losses) if absorber else [], "motion": losses})
             saved = folders.save_motion_lora(motion.adapter, name, overwrite=False) if save else ""
         host.settle()
@@ -193,15 +196,3 @@ class TrainMotionLora(io.ComfyNode):
         text = f"motion LoRA '{motion.name}': {steps} steps, final loss {final_loss(losses)}"
         text += f"; saved as {saved}" if saved else ""
         return io.NodeOutput(motion, graph, saved, ui=ui.PreviewText(text))
-
-
-def training_record(settings: MotionSettings, frames: np.ndarray, absorber: TrainedAbsorber | None) -> dict:
-    """What the adapter file's metadata says about how it was made (as the engine's CLI writes it)."""
-    record = {k: v for k, v in asdict(settings).items() if k != "alpha"}
-    record.update(frames=int(frames.shape[0]), size=[int(frames.shape[2]), int(frames.shape[1])])
-    if absorber is not None:
-        s = absorber.settings
-        record["absorber"] = {"kind": s.get("kind"), "steps": s.get("steps"), "lr": s.get("lr"),
-                              "ti_lr": s.get("ti_lr"), "rank": s.get("rank"), "prompt": s.get("prompt"),
-                              "crop_range": list(s.get("crop_range", ())), "tokens": list(absorber.absorber.tokens)}
-    return record
