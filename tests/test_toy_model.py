@@ -23,8 +23,6 @@ def test_bundled_model_has_the_modelscope_layout_and_size(toy):
     assert toy.default_size == 64 and type(toy.unet).__name__ == "UNet3DConditionModel"
 
 
-@pytest.mark.xfail(strict=False, reason="the bundled base does not follow captions reliably yet "
-                   "(see cav_core/shapes_world/MODEL_CARD.md); remove this mark once it does")
 @pytest.mark.parametrize("colour,background", [("red", "white"), ("blue", "gray"), ("yellow", "black")])
 def test_short_sample_follows_the_caption_colour(toy, colour, background):
     clip = sample_video(toy, SampleSettings(prompt=f"a {colour} square moving right on a {background} background",
@@ -144,6 +142,7 @@ def test_bundled_model_denoises_a_real_clip(toy):
     noisy = scheduler.add_noise(latents, noise, t)
     with torch.no_grad():
         pred = toy.unet(noisy, t, encode_prompts(toy, [scene.caption()])).sample
+        pred_uncaptioned = toy.unet(noisy, t, encode_prompts(toy, [""])).sample
     x0, target = clean_estimate(scheduler, noisy, pred, t), diffusion_target(scheduler, latents, noise, t)
     reading = read_clip(decode_latents(toy.vae, x0[0]))
     # Judged against what the VAE itself gives back for the clean clip (it renders this red
@@ -151,4 +150,9 @@ def test_bundled_model_denoises_a_real_clip(toy):
     round_trip = read_clip(decode_latents(toy.vae, latents[0]))
     assert reading.colour == round_trip.colour and reading.background == round_trip.background == "white"
     assert velocity_similarity(reading.trajectory, trajectory(scene)) > 0.8
-    assert float(((pred - target) ** 2).mean()) < 0.1
+    # Relative bounds: the error's scale depends on the VAE's latents (generation 6's KL weight
+    # gives it an error of 0.47 here, generation 4's 0.04), what it must beat does not. It must do
+    # far better than a prediction that knows nothing, and its caption must help.
+    error = float(((pred - target) ** 2).mean())
+    assert error < 0.5 * float((target ** 2).mean())
+    assert error < float(((pred_uncaptioned - target) ** 2).mean())
