@@ -66,7 +66,8 @@ def one_shot():
              "`models/cav_motion_loras/zigzag.safetensors`.\n3. **Sample** uses only the T-LoRA with any prompt.\n\n"
              "On the bundled base the T-LoRA also adapts the temporal convolutions (rank 16, 1000 steps): "
              "attention alone cannot learn a path there. Its caption leaves out the absorber's token: with it, "
-             "the T-LoRA learns half the motion there. For ModelScope/ZeroScope start from the paper's "
+             "the T-LoRA learns half the motion there (both measured on the previous bundled base, "
+             "generation 4). For ModelScope/ZeroScope start from the paper's "
              "setting (convolutions off, token in, rank 4, 300 steps).\n\n"
              "Change only the sampler and queue again: the trained LoRA is reused from the cache.", (420, 300)),
         node(2, "CAV_LoadBase", [0, 0], {"model": BASE, "precision": "auto"}),
