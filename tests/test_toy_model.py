@@ -145,8 +145,8 @@ def test_bundled_model_denoises_a_real_clip(toy):
         pred_uncaptioned = toy.unet(noisy, t, encode_prompts(toy, [""])).sample
     x0, target = clean_estimate(scheduler, noisy, pred, t), diffusion_target(scheduler, latents, noise, t)
     reading = read_clip(decode_latents(toy.vae, x0[0]))
-    # Judged against what the VAE itself gives back for the clean clip (it renders this red
-    # orange-ish: the model card's "ceiling"), so the test is about the UNet, not the VAE.
+    # Judged against what the VAE itself gives back for the clean clip (the model card's
+    # "ceiling"; generation 4's rendered this red orange-ish), so the test is about the UNet.
     round_trip = read_clip(decode_latents(toy.vae, latents[0]))
     assert reading.colour == round_trip.colour and reading.background == round_trip.background == "white"
     assert velocity_similarity(reading.trajectory, trajectory(scene)) > 0.8
