@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import os
-from dataclasses import asdict
 
 import numpy as np
 from comfy_api.latest import io, ui
@@ -90,7 +89,7 @@ class TrainAbsorber(io.ComfyNode):
             device = host.load_for_work(base, host.TRAINING_MEMORY)
             absorber = train_absorber(base.base, frames, settings, compute_for(base, device), hooks)
         host.settle()
-        result = TrainedAbsorber(absorber, base.name, base.fingerprint, asdict(settings))
+        result = TrainedAbsorber(absorber, base.name, base.fingerprint, settings)
         graph = loss_graph({"absorber": absorber.losses}, host.intermediate_device())
         text = f"{result.kind} absorber: {steps} steps, final loss {final_loss(absorber.losses)}"
         if absorber.tokens:
@@ -186,7 +185,7 @@ class TrainMotionLora(io.ComfyNode):
                     spatial=absorber.absorber.spatial if absorber else None,
                     textual_inversion=absorber.absorber.textual_inversion if absorber else None,
                     training=training_record(
-                        settings, frames, AbsorberSettings(**absorber.settings) if absorber else None,
+                        settings, frames, absorber.settings if absorber else None,
                         absorber.absorber.tokens if absorber else (), compute)),
                 losses={"absorber": list(absorber.absorber.losses) if absorber else [], "motion": losses})
             saved = folders.save_motion_lora(motion.adapter, name, overwrite=False) if save else ""

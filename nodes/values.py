@@ -12,7 +12,7 @@ from cav_core.adapter_file import AdapterFile, TokenEmbeddings
 from cav_core.adapters import LoraWeights
 from cav_core.errors import CavError
 from cav_core.sampling import Appearance
-from cav_core.training import Absorber
+from cav_core.training import Absorber, AbsorberSettings
 
 
 @dataclass(frozen=True, eq=False)
@@ -47,7 +47,7 @@ class TrainedAbsorber:
     absorber: Absorber
     base_name: str
     base_fingerprint: str
-    settings: dict = field(default_factory=dict)
+    settings: AbsorberSettings | None = None  # how it was trained, for the adapter file's record
 
     @property
     def kind(self) -> str:

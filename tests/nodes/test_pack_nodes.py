@@ -103,6 +103,9 @@ def test_motion_node_can_leave_the_absorbers_token_out_of_its_caption(nodes, cha
         motion = run(nodes["CAV_TrainMotionLora"], base=base, reference=frames, absorber=absorber,
                      **{**MOTION, "absorber_token_in_prompt": token}).result[0]
         assert motion.adapter.training["absorber_token_in_prompt"] is token
+        recorded = motion.adapter.training["absorber"]  # the absorber node's settings, carried through
+        assert (recorded["kind"], recorded["rank"], recorded["crop_range"]) == ("dual", 2, [0.33, 0.67])
+        assert recorded["tokens"] == list(absorber.absorber.tokens)
         assert motion.adapter.textual_inversion is not None  # kept either way
         losses[token] = motion.losses["motion"]
     assert losses[True] != losses[False]  # the caption, so the conditioning, differs
