@@ -452,9 +452,7 @@ def training_record(motion: MotionSettings, frames: np.ndarray, absorber: Absorb
     record = {k: v for k, v in asdict(motion).items() if k != "alpha"}
     record.update(frames=int(frames.shape[0]), size=[int(frames.shape[2]), int(frames.shape[1])])
     if absorber is not None:
-        record["absorber"] = {"kind": absorber.kind, "steps": absorber.steps, "lr": absorber.lr,
-                              "ti_lr": absorber.ti_lr, "rank": absorber.rank, "prompt": absorber.prompt,
-                              "crop_range": list(absorber.crop_range), "tokens": list(tokens)}
+        record["absorber"] = {**asdict(absorber), "crop_range": list(absorber.crop_range), "tokens": list(tokens)}
     if compute is not None:
         record["mixed_precision"] = compute.mixed_precision
     return record

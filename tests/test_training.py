@@ -191,19 +191,22 @@ def test_mixed_precision_trains_close_to_fp32(tiny_base, clip_frames, precision)
     assert all(v.dtype == torch.float32 for v in lora.tensors.values())
 
 
-def test_training_record_carries_every_motion_setting():
+def test_training_record_carries_every_setting():
     # Non-default values everywhere, so a field recorded from the wrong place or left out shows.
     motion = MotionSettings(prompt="a dot zigzags", steps=7, lr=1e-3, rank=2, alpha=3.0, seed=5,
                             include_transformer_in=False, include_feed_forward=True,
                             include_temporal_convs=True, loss="debiased", absorber_token_in_prompt=False)
     absorber = AbsorberSettings(kind="ti", prompt="a dot", steps=3, lr=2e-4, ti_lr=1e-2, rank=8,
-                                crop_range=(0.4, 0.9))
+                                crop_range=(0.4, 0.9), batch=2, crop_pool=9, seed=3, placeholder="<dot>",
+                                init_word="shape")
     frames = np.zeros((6, 40, 56, 3), dtype=np.uint8)
     record = training_record(motion, frames, absorber, ("<cav-ref>",), ComputeSettings(mixed_precision="bf16"))
     for f in fields(MotionSettings):
         if f.name != "alpha":
             assert record[f.name] == getattr(motion, f.name), f.name
     assert record["frames"] == 6 and record["size"] == [56, 40] and record["mixed_precision"] == "bf16"
-    assert record["absorber"] == {"kind": "ti", "steps": 3, "lr": 2e-4, "ti_lr": 1e-2, "rank": 8, "prompt": "a dot",
-                                  "crop_range": [0.4, 0.9], "tokens": ["<cav-ref>"]}
+    for f in fields(AbsorberSettings):  # every absorber field too, so a new one cannot be left out
+        expected = getattr(absorber, f.name)
+        assert record["absorber"][f.name] == (list(expected) if isinstance(expected, tuple) else expected), f.name
+    assert record["absorber"]["tokens"] == ["<cav-ref>"]
     assert "absorber" not in training_record(motion, frames, None)
