@@ -44,7 +44,7 @@ def test_demo_runs_end_to_end_in_quick_mode(tmp_path):
 
     adapter = load_adapter_file(str(tmp_path / "zigzag_motion.safetensors"))
     assert adapter.training["absorber"]["kind"] == "dual" and adapter.textual_inversion is not None
-    assert adapter.training["absorber_token_in_prompt"] is False  # measured better on the bundled base
+    assert adapter.training["absorber_token_in_prompt"] is False  # the demo's setting (cav_core/demo.py says why)
 
 
 def test_evaluation_harness_runs_reports_and_resumes(tmp_path, monkeypatch):
