@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import torch
 from peft import LoraConfig, inject_adapter_in_model, set_peft_model_state_dict
-from peft.tuners.tuners_utils import BaseTunerLayer
+from peft.tuners.tuners_utils import BaseTunerLayer, cast_adapter_dtype
 from peft.utils import get_peft_model_state_dict
 
 from .errors import CavError
@@ -49,6 +49,8 @@ def inject_lora(unet: torch.nn.Module, name: str, targets: Sequence[str], rank: 
     """Add a fresh LoRA named ``name`` on ``targets`` (B zero-initialised, so the output is unchanged).
 
     A is initialised from ``seed``, not from the global RNG, so runs (and resumed runs) repeat.
+    The adapter's weights are fp32 whatever the base's dtype: fp16 loss scaling refuses fp16
+    parameters, and AdamW's small updates vanish in bf16 (peft casts inputs to them in forward).
     """
     if not targets:
         raise CavError("no layers to adapt were found in this UNet")
@@ -58,6 +60,7 @@ def inject_lora(unet: torch.nn.Module, name: str, targets: Sequence[str], rank: 
         warnings.filterwarnings("ignore", message="Already found a `peft_config`")  # several on purpose
         torch.manual_seed(seed)
         inject_adapter_in_model(config, unet, adapter_name=name)
+    cast_adapter_dtype(unet, name)
     activate(unet, active + [name])
 
 

@@ -210,3 +210,23 @@ def test_training_record_carries_every_setting():
         assert record["absorber"][f.name] == (list(expected) if isinstance(expected, tuple) else expected), f.name
     assert record["absorber"]["tokens"] == ["<cav-ref>"]
     assert "absorber" not in training_record(motion, frames, None)
+
+
+@pytest.mark.parametrize("precision", ["bf16", "fp16"])
+def test_half_precision_weights_train_with_fp32_adapters(tiny_base_dir, clip_frames, precision):
+    """What the nodes do on a GPU: weights loaded in bf16/fp16, autocast in the same dtype (fp16
+    with loss scaling). The adapter stays fp32 (loss scaling refuses fp16 parameters) and learns."""
+    from cav_core.base_model import load_base
+    from cav_core.training import ComputeSettings
+
+    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}[precision]
+    half = load_base(tiny_base_dir, dtype=dtype)
+    compute = ComputeSettings(mixed_precision=precision)
+    settings = MotionSettings(prompt="a red square", steps=2, lr=1e-2)
+    lora, losses = train_motion(half, clip_frames, settings, compute=compute)
+    assert np.all(np.isfinite(losses))
+    assert any(v.abs().sum() > 0 for k, v in lora.tensors.items() if "lora_B" in k)  # B left zero: nothing learned
+    absorber = train_absorber(half, clip_frames, AbsorberSettings(kind="dual", prompt="a red square", steps=2),
+                              compute=compute)
+    assert np.all(np.isfinite(absorber.losses))
+    assert all(p.dtype == dtype for p in half.unet.parameters())  # the base itself is untouched
