@@ -3,6 +3,7 @@ import pytest
 import torch
 
 from cav_core.adapter_file import TokenEmbeddings
+from cav_core.compute import default_device
 from cav_core.errors import CavError, TrainingInterrupted
 from cav_core.sampling import Appearance, SampleSettings, sample_video
 from conftest import random_lora
@@ -33,7 +34,10 @@ def test_fused_matches_unfused_and_base_is_restored(tiny_base):
     plain = sample_video(tiny_base, _settings())
     fused = sample_video(tiny_base, _settings(fuse=True), loras)
     unfused = sample_video(tiny_base, _settings(fuse=False), loras)
-    assert np.allclose(fused, unfused, atol=1e-4)
+    # CUDA convolutions round through TF32 by default, and fused weights round differently from a
+    # separate LoRA branch: about 1e-4 apart on an H200 (session 13), 1e-6 on the CPU.
+    tolerance = 1e-4 if default_device().type == "cpu" else 1e-3
+    assert np.allclose(fused, unfused, atol=tolerance)
     assert not np.allclose(fused, plain, atol=1e-3)
     after = tiny_base.unet.state_dict()
     assert after.keys() == before.keys() and all(torch.equal(after[k], before[k]) for k in before)
