@@ -1,0 +1,216 @@
+"""What training and sampling cost at ModelScope 1.7B size, through the engine's own code.
+
+    python bench/modelscope_cost.py                  # on the GPU (CUDA); about 2 minutes on an H200
+    python bench/modelscope_cost.py --small --device cpu --steps 3   # a narrow UNet, to check the script
+
+The base is random-init, built from ModelScope's real UNet config (tests/data/modelscope_unet_config.json),
+an SD-sized VAE and a 1024-wide, 23-layer CLIP text encoder: no weights can be downloaded here, and what
+a step costs does not depend on the weights' values. Every configuration runs ``train_motion`` or
+``sample_video`` as the CLI and the nodes do. Seconds are per step, the median after warm-up steps;
+memory is the CUDA peak during the run (weights included). Ratios are against the first row of each
+table, measured in the same run. A configuration that fails is reported with its error, not skipped.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import time
+import traceback
+
+import numpy as np
+import torch
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from cav_core.base_model import BaseModel  # noqa: E402
+from cav_core.sampling import SampleSettings, sample_video  # noqa: E402
+from cav_core.training import (AbsorberSettings, ComputeSettings, Hooks, MotionSettings,  # noqa: E402
+                               train_absorber, train_motion)
+
+UNET_CONFIG = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                           "tests", "data", "modelscope_unet_config.json")
+DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def build_base(device: torch.device, dtype: torch.dtype, small: bool) -> BaseModel:
+    """A random-init base at ModelScope's size (or a narrow one with ``small``), built on ``device``."""
+    from diffusers import AutoencoderKL, DDIMScheduler, UNet3DConditionModel
+    from transformers import CLIPTextConfig, CLIPTextModel
+
+    from cav_core.shapes_world.architecture import build_tokenizer
+
+    unet_cfg = dict(UNet3DConditionModel.load_config(UNET_CONFIG))
+    vae_channels, text = [128, 256, 512, 512], dict(hidden_size=1024, intermediate_size=4096,
+                                                    num_hidden_layers=23, num_attention_heads=16)
+    if small:
+        unet_cfg.update(block_out_channels=[32, 64, 64, 64], attention_head_dim=8, norm_num_groups=8,
+                        cross_attention_dim=64)
+        vae_channels, text = [32, 32, 64, 64], dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                                                    num_attention_heads=2)
+    tokenizer = build_tokenizer()
+    torch.manual_seed(0)
+    with torch.device(device):
+        unet = UNet3DConditionModel.from_config(unet_cfg).to(dtype)
+        vae = AutoencoderKL(block_out_channels=vae_channels, layers_per_block=2, latent_channels=4,
+                            norm_num_groups=32 if not small else 8,
+                            down_block_types=("DownEncoderBlock2D",) * 4,
+                            up_block_types=("UpDecoderBlock2D",) * 4).to(dtype)
+        text_encoder = CLIPTextModel(CLIPTextConfig(
+            vocab_size=len(tokenizer), max_position_embeddings=tokenizer.model_max_length, hidden_act="gelu",
+            bos_token_id=0, eos_token_id=1, pad_token_id=1, **text)).to(dtype)
+    for m in (unet, vae, text_encoder):
+        m.requires_grad_(False).eval()
+    scheduler = DDIMScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear",
+                              clip_sample=False, set_alpha_to_one=False, steps_offset=1)
+    return BaseModel("modelscope-size (random init)", "", unet, vae, text_encoder, tokenizer,
+                     dict(scheduler.config))
+
+
+class Clock:
+    """Per-step wall times from the training hook (each step ends with a host sync on the loss)."""
+
+    def __init__(self, device: torch.device):
+        self.device, self.stamps = device, []
+
+    def __call__(self, *_):
+        if self.device.type == "cuda":
+            torch.cuda.synchronize()
+        self.stamps.append(time.perf_counter())
+
+    def per_step(self, warmup: int) -> float:
+        gaps = np.diff(self.stamps)[warmup:]
+        return statistics.median(gaps) if len(gaps) else float("nan")
+
+
+def measure(device: torch.device, run, warmup: int) -> dict:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+    clock = Clock(device)
+    clock()
+    run(clock)
+    peak = torch.cuda.max_memory_allocated() / 2**30 if device.type == "cuda" else float("nan")
+    return {"s_per_step": clock.per_step(warmup), "peak_gib": peak}
+
+
+def table(title: str, rows: list[tuple[str, dict]]) -> str:
+    lines = [f"\n## {title}", "| configuration | s/step | x first row | peak GiB | x first row |",
+             "|---|---|---|---|---|"]
+    first = next((r for _, r in rows if "error" not in r), None)
+    for name, r in rows:
+        if "error" in r:
+            lines.append(f"| {name} | FAILED: {r['error']} | | | |")
+            continue
+        t, m = r["s_per_step"], r["peak_gib"]
+        lines.append(f"| {name} | {t:.3f} | {t / first['s_per_step']:.2f} | {m:.1f} | "
+                     f"{m / first['peak_gib']:.2f} |")
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--device", default="cuda")
+    p.add_argument("--small", action="store_true", help="a narrow UNet (checks the script, measures nothing)")
+    p.add_argument("--frames", type=int, default=16)
+    p.add_argument("--size", default="256",
+                   help="frame side, or WIDTHxHEIGHT (ModelScope: 256; ZeroScope v2 576w: 576x320)")
+    p.add_argument("--steps", type=int, default=12, help="training steps per configuration")
+    p.add_argument("--warmup", type=int, default=3)
+    p.add_argument("--sample-steps", type=int, default=10)
+    p.add_argument("--only", default="motion,absorber,sampling", help="which tables: motion, absorber, sampling")
+    p.add_argument("--out", help="also write the tables here (markdown)")
+    args = p.parse_args(argv)
+    device = torch.device(args.device)
+    width, height = (int(v) for v in args.size.split("x")) if "x" in args.size else (int(args.size),) * 2
+    frames = np.random.default_rng(0).integers(0, 256, (args.frames, height, width, 3), dtype=np.uint8)
+    hooks_for = lambda clock: Hooks(on_progress=clock)  # noqa: E731
+    header = [f"# ModelScope-size cost on {torch.cuda.get_device_name() if device.type == 'cuda' else 'cpu'}",
+              f"torch {torch.__version__}; {args.frames} frames at {width}x{height}; "
+              f"{args.steps} training steps per row (median after {args.warmup}); "
+              f"sampling {args.sample_steps} steps with guidance"]
+    print("\n".join(header), flush=True)
+    bases: dict[str, BaseModel] = {}
+
+    def base(dtype: str) -> BaseModel:
+        if dtype not in bases:
+            bases.clear()  # one base in memory at a time
+            if device.type == "cuda":
+                torch.cuda.empty_cache()
+            bases[dtype] = build_base(device, DTYPES[dtype], args.small)
+        return bases[dtype]
+
+    def motion_row(weights: str, precision: str, checkpointing: bool, convs: bool = False):
+        settings = MotionSettings(prompt="a red square moving on a white background", steps=args.steps,
+                                  rank=16 if convs else 4, include_temporal_convs=convs)
+        compute = ComputeSettings(device=str(device), mixed_precision=precision,
+                                  gradient_checkpointing=checkpointing)
+        b = base(weights)
+        return lambda clock: train_motion(b, frames, settings, compute=compute, hooks=hooks_for(clock))
+
+    def absorber_row(weights: str, precision: str, checkpointing: bool):
+        settings = AbsorberSettings(kind="dual", prompt="a red square on a white background", steps=args.steps,
+                                    batch=4)
+        compute = ComputeSettings(device=str(device), mixed_precision=precision,
+                                  gradient_checkpointing=checkpointing)
+        b = base(weights)
+        return lambda clock: train_absorber(b, frames, settings, compute=compute, hooks=hooks_for(clock))
+
+    def sample_row(weights: str, precision: str):
+        b = base(weights)
+        s = SampleSettings(prompt="a red square moving on a white background", steps=args.sample_steps,
+                           size=(width, height), frames=args.frames)
+        return lambda clock: sample_video(b, s, device=device, mixed_precision=precision, on_step=clock)
+
+    plan = [
+        ("motion", "Stage 2: T-LoRA (paper: temporal attention, rank 4), batch 1", [
+            ("fp32 weights, no autocast", lambda: motion_row("fp32", "no", False)),
+            ("fp32 weights, bf16 autocast", lambda: motion_row("fp32", "bf16", False)),
+            ("fp32 weights, bf16 autocast, checkpointing", lambda: motion_row("fp32", "bf16", True)),
+            ("bf16 weights, bf16 autocast", lambda: motion_row("bf16", "bf16", False)),
+            ("bf16 weights, bf16 autocast, checkpointing", lambda: motion_row("bf16", "bf16", True)),
+            ("bf16 weights, + temporal convs rank 16 (the demo's T-LoRA)", lambda: motion_row("bf16", "bf16", False,
+                                                                                             True)),
+            ("fp16 weights, fp16 autocast + loss scaling", lambda: motion_row("fp16", "fp16", False)),
+        ]),
+        ("absorber", "Stage 1: dual absorber (S-LoRA + token), batch 4 crops", [
+            ("fp32 weights, no autocast", lambda: absorber_row("fp32", "no", False)),
+            ("bf16 weights, bf16 autocast", lambda: absorber_row("bf16", "bf16", False)),
+            ("bf16 weights, bf16 autocast, checkpointing", lambda: absorber_row("bf16", "bf16", True)),
+        ]),
+        ("sampling", "Sampling (DDIM, guidance: batch 2 through the UNet)", [
+            ("fp32 weights", lambda: sample_row("fp32", "no")),
+            ("fp32 weights, bf16 autocast", lambda: sample_row("fp32", "bf16")),
+            ("bf16 weights", lambda: sample_row("bf16", "bf16")),
+            ("fp16 weights", lambda: sample_row("fp16", "fp16")),
+        ]),
+    ]
+    wanted = args.only.split(",")
+    plan = [(title, rows) for key, title, rows in plan if key in wanted]
+    # Grouped by weight dtype so each base is built once.
+    order = {"fp32": 0, "bf16": 1, "fp16": 2}
+    jobs = [(ti, ri, name, make) for ti, (_, rows) in enumerate(plan) for ri, (name, make) in enumerate(rows)]
+    jobs.sort(key=lambda j: order[j[2].split()[0]])
+    results: dict[tuple[int, int], dict] = {}
+    for ti, ri, name, make in jobs:
+        start = time.perf_counter()
+        try:
+            warmup = 1 if plan[ti][0].startswith("Sampling") else args.warmup
+            results[ti, ri] = measure(device, make(), warmup)
+        except Exception as e:  # noqa: BLE001 - a failing configuration is a result to report
+            results[ti, ri] = {"error": f"{type(e).__name__}: {str(e).splitlines()[0][:160]}"}
+            traceback.print_exc()
+        print(f"{plan[ti][0][:8]} | {name}: {results[ti, ri]} ({time.perf_counter() - start:.1f} s)", flush=True)
+    report = "\n".join(header) + "".join(
+        table(title, [(name, results[ti, ri]) for ri, (name, _) in enumerate(rows)])
+        for ti, (title, rows) in enumerate(plan))
+    print(report)
+    if args.out:
+        with open(args.out, "w") as f:
+            f.write(report + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
