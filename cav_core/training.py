@@ -455,6 +455,7 @@ def training_record(motion: MotionSettings, frames: np.ndarray, absorber: Absorb
         record["absorber"] = {**asdict(absorber), "crop_range": list(absorber.crop_range), "tokens": list(tokens)}
     if compute is not None:
         record["mixed_precision"] = compute.mixed_precision
+        record["gradient_checkpointing"] = compute.gradient_checkpointing
     return record
 
 

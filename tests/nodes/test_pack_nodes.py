@@ -111,6 +111,19 @@ def test_motion_node_can_leave_the_absorbers_token_out_of_its_caption(nodes, cha
     assert losses[True] != losses[False]  # the caption, so the conditioning, differs
 
 
+def test_training_nodes_can_checkpoint_gradients(nodes, chain):
+    """The low-memory switch reaches the engine and trains the same LoRA (recomputation only)."""
+    base, frames = chain
+    absorbers = {c: run(nodes["CAV_TrainAbsorber"], base=base, reference=frames, **ABSORBER,
+                        gradient_checkpointing=c).result[0] for c in (False, True)}
+    assert np.allclose(absorbers[True].absorber.losses, absorbers[False].absorber.losses, atol=1e-5)
+    motions = {c: run(nodes["CAV_TrainMotionLora"], base=base, reference=frames, **MOTION,
+                      gradient_checkpointing=c).result[0] for c in (False, True)}
+    assert motions[True].adapter.training["gradient_checkpointing"] is True
+    assert motions[False].adapter.training["gradient_checkpointing"] is False
+    assert np.allclose(motions[True].losses["motion"], motions[False].losses["motion"], atol=1e-5)
+
+
 def loaded(comfy, patcher) -> bool:
     """Whether ComfyUI's model management holds ``patcher`` as a loaded model."""
     return any(m.model is patcher for m in comfy.mm.current_loaded_models)
