@@ -60,6 +60,8 @@ PROMPTS = {
                "a blue triangle moving on a black background"),
     "figure_eight": ("a red square moving on a white background", "a yellow triangle moving on a black background",
                      "a green square moving on a white background"),
+    "wave": ("a blue square moving on a white background", "a green circle moving on a gray background",
+             "a white circle moving on a gray background"),
 }
 
 
