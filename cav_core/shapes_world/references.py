@@ -18,7 +18,7 @@ REFERENCES: dict[str, Scene] = {
     "zigzag": Scene(colour="red", shape="square", background="white", motion="zigzag", size=0.22),
     "figure_eight": Scene(colour="blue", shape="circle", background="gray", motion="figure_eight", size=0.22),
     # A bright object on a dark background, unlike the other two. Drawn as a purple triangle on black the
-    # same path was barely learned (fidelity 0.13; docs/eval/README.md, "A third path").
+    # same path was barely learned (fidelity 0.13; docs/eval/README.md, "The wave's look").
     "wave": Scene(colour="orange", shape="triangle", background="black", motion="wave", size=0.22),
 }
 
