@@ -36,10 +36,10 @@ DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 def build_base(device: torch.device, dtype: torch.dtype, small: bool) -> BaseModel:
     """A random-init base at ModelScope's size (or a narrow one with ``small``), built on ``device``."""
-    from diffusers import AutoencoderKL, DDIMScheduler, UNet3DConditionModel
+    from diffusers import AutoencoderKL, UNet3DConditionModel
     from transformers import CLIPTextConfig, CLIPTextModel
 
-    from cav_core.shapes_world.architecture import build_tokenizer
+    from cav_core.shapes_world.architecture import build_scheduler, build_tokenizer
 
     unet_cfg = dict(UNet3DConditionModel.load_config(UNET_CONFIG))
     vae_channels, text = [128, 256, 512, 512], dict(hidden_size=1024, intermediate_size=4096,
@@ -62,10 +62,8 @@ def build_base(device: torch.device, dtype: torch.dtype, small: bool) -> BaseMod
             bos_token_id=0, eos_token_id=1, pad_token_id=1, **text)).to(dtype)
     for m in (unet, vae, text_encoder):
         m.requires_grad_(False).eval()
-    scheduler = DDIMScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear",
-                              clip_sample=False, set_alpha_to_one=False, steps_offset=1)
     return BaseModel("modelscope-size (random init)", "", unet, vae, text_encoder, tokenizer,
-                     dict(scheduler.config))
+                     dict(build_scheduler().config))
 
 
 class Clock:
@@ -125,7 +123,6 @@ def main(argv=None) -> int:
     device = torch.device(args.device)
     width, height = (int(v) for v in args.size.split("x")) if "x" in args.size else (int(args.size),) * 2
     frames = np.random.default_rng(0).integers(0, 256, (args.frames, height, width, 3), dtype=np.uint8)
-    hooks_for = lambda clock: Hooks(on_progress=clock)  # noqa: E731
     header = [f"# ModelScope-size cost on {torch.cuda.get_device_name() if device.type == 'cuda' else 'cpu'}",
               f"torch {torch.__version__}; {args.frames} frames at {width}x{height}; "
               f"{args.steps} training steps per row (median after {args.warmup}); "
@@ -141,70 +138,70 @@ def main(argv=None) -> int:
             bases[dtype] = build_base(device, DTYPES[dtype], args.small)
         return bases[dtype]
 
-    def motion_row(weights: str, precision: str, checkpointing: bool, convs: bool = False):
+    def compute(precision: str, checkpointing: bool) -> ComputeSettings:
+        return ComputeSettings(device=str(device), mixed_precision=precision, gradient_checkpointing=checkpointing)
+
+    # Each row: (name, weight dtype, run(base, clock)).
+    def motion_row(precision: str, checkpointing: bool, convs: bool = False):
         settings = MotionSettings(prompt="a red square moving on a white background", steps=args.steps,
                                   rank=16 if convs else 4, include_temporal_convs=convs)
-        compute = ComputeSettings(device=str(device), mixed_precision=precision,
-                                  gradient_checkpointing=checkpointing)
-        b = base(weights)
-        return lambda clock: train_motion(b, frames, settings, compute=compute, hooks=hooks_for(clock))
+        return lambda b, clock: train_motion(b, frames, settings, compute=compute(precision, checkpointing),
+                                             hooks=Hooks(on_progress=clock))
 
-    def absorber_row(weights: str, precision: str, checkpointing: bool):
+    def absorber_row(precision: str, checkpointing: bool):
         settings = AbsorberSettings(kind="dual", prompt="a red square on a white background", steps=args.steps,
                                     batch=4)
-        compute = ComputeSettings(device=str(device), mixed_precision=precision,
-                                  gradient_checkpointing=checkpointing)
-        b = base(weights)
-        return lambda clock: train_absorber(b, frames, settings, compute=compute, hooks=hooks_for(clock))
+        return lambda b, clock: train_absorber(b, frames, settings, compute=compute(precision, checkpointing),
+                                               hooks=Hooks(on_progress=clock))
 
-    def sample_row(weights: str, precision: str):
-        b = base(weights)
+    def sample_row(precision: str):
         s = SampleSettings(prompt="a red square moving on a white background", steps=args.sample_steps,
                            size=(width, height), frames=args.frames)
-        return lambda clock: sample_video(b, s, device=device, mixed_precision=precision, on_step=clock)
+        return lambda b, clock: sample_video(b, s, device=device, mixed_precision=precision, on_step=clock)
 
+    # (key for --only, title, warm-up steps, rows)
     plan = [
-        ("motion", "Stage 2: T-LoRA (paper: temporal attention, rank 4), batch 1", [
-            ("fp32 weights, no autocast", lambda: motion_row("fp32", "no", False)),
-            ("fp32 weights, bf16 autocast", lambda: motion_row("fp32", "bf16", False)),
-            ("fp32 weights, bf16 autocast, checkpointing", lambda: motion_row("fp32", "bf16", True)),
-            ("bf16 weights, bf16 autocast", lambda: motion_row("bf16", "bf16", False)),
-            ("bf16 weights, bf16 autocast, checkpointing", lambda: motion_row("bf16", "bf16", True)),
-            ("bf16 weights, + temporal convs rank 16 (the demo's T-LoRA)", lambda: motion_row("bf16", "bf16", False,
-                                                                                             True)),
-            ("fp16 weights, fp16 autocast + loss scaling", lambda: motion_row("fp16", "fp16", False)),
+        ("motion", "Stage 2: T-LoRA (paper: temporal attention, rank 4), batch 1", args.warmup, [
+            ("fp32 weights, no autocast", "fp32", motion_row("no", False)),
+            ("fp32 weights, bf16 autocast", "fp32", motion_row("bf16", False)),
+            ("fp32 weights, bf16 autocast, checkpointing", "fp32", motion_row("bf16", True)),
+            ("bf16 weights, bf16 autocast", "bf16", motion_row("bf16", False)),
+            ("bf16 weights, bf16 autocast, checkpointing", "bf16", motion_row("bf16", True)),
+            ("bf16 weights, + temporal convs rank 16 (the demo's T-LoRA)", "bf16", motion_row("bf16", False, True)),
+            ("fp16 weights, fp16 autocast + loss scaling", "fp16", motion_row("fp16", False)),
         ]),
-        ("absorber", "Stage 1: dual absorber (S-LoRA + token), batch 4 crops", [
-            ("fp32 weights, no autocast", lambda: absorber_row("fp32", "no", False)),
-            ("bf16 weights, bf16 autocast", lambda: absorber_row("bf16", "bf16", False)),
-            ("bf16 weights, bf16 autocast, checkpointing", lambda: absorber_row("bf16", "bf16", True)),
+        ("absorber", "Stage 1: dual absorber (S-LoRA + token), batch 4 crops", args.warmup, [
+            ("fp32 weights, no autocast", "fp32", absorber_row("no", False)),
+            ("bf16 weights, bf16 autocast", "bf16", absorber_row("bf16", False)),
+            ("bf16 weights, bf16 autocast, checkpointing", "bf16", absorber_row("bf16", True)),
         ]),
-        ("sampling", "Sampling (DDIM, guidance: batch 2 through the UNet)", [
-            ("fp32 weights", lambda: sample_row("fp32", "no")),
-            ("fp32 weights, bf16 autocast", lambda: sample_row("fp32", "bf16")),
-            ("bf16 weights", lambda: sample_row("bf16", "bf16")),
-            ("fp16 weights", lambda: sample_row("fp16", "fp16")),
+        ("sampling", "Sampling (DDIM, guidance: batch 2 through the UNet)", 1, [
+            ("fp32 weights", "fp32", sample_row("no")),
+            ("fp32 weights, bf16 autocast", "fp32", sample_row("bf16")),
+            ("bf16 weights", "bf16", sample_row("bf16")),
+            ("fp16 weights", "fp16", sample_row("fp16")),
         ]),
     ]
     wanted = args.only.split(",")
-    plan = [(title, rows) for key, title, rows in plan if key in wanted]
+    plan = [(title, warmup, rows) for key, title, warmup, rows in plan if key in wanted]
     # Grouped by weight dtype so each base is built once.
-    order = {"fp32": 0, "bf16": 1, "fp16": 2}
-    jobs = [(ti, ri, name, make) for ti, (_, rows) in enumerate(plan) for ri, (name, make) in enumerate(rows)]
-    jobs.sort(key=lambda j: order[j[2].split()[0]])
+    jobs = [(ti, ri) for ti, (_, _, rows) in enumerate(plan) for ri in range(len(rows))]
+    jobs.sort(key=lambda j: list(DTYPES).index(plan[j[0]][2][j[1]][1]))
     results: dict[tuple[int, int], dict] = {}
-    for ti, ri, name, make in jobs:
+    for ti, ri in jobs:
+        title, warmup, rows = plan[ti]
+        name, weights, run = rows[ri]
         start = time.perf_counter()
         try:
-            warmup = 1 if plan[ti][0].startswith("Sampling") else args.warmup
-            results[ti, ri] = measure(device, make(), warmup)
+            b = base(weights)
+            results[ti, ri] = measure(device, lambda clock: run(b, clock), warmup)
         except Exception as e:  # noqa: BLE001 - a failing configuration is a result to report
             results[ti, ri] = {"error": f"{type(e).__name__}: {str(e).splitlines()[0][:160]}"}
             traceback.print_exc()
-        print(f"{plan[ti][0][:8]} | {name}: {results[ti, ri]} ({time.perf_counter() - start:.1f} s)", flush=True)
+        print(f"{title[:8]} | {name}: {results[ti, ri]} ({time.perf_counter() - start:.1f} s)", flush=True)
     report = "\n".join(header) + "".join(
-        table(title, [(name, results[ti, ri]) for ri, (name, _) in enumerate(rows)])
-        for ti, (title, rows) in enumerate(plan))
+        table(title, [(row[0], results[ti, ri]) for ri, row in enumerate(rows)])
+        for ti, (title, _, rows) in enumerate(plan))
     print(report)
     if args.out:
         with open(args.out, "w") as f:
