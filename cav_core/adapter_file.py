@@ -119,10 +119,9 @@ def load_adapter_file(path: str | os.PathLike) -> AdapterFile:
 
 def check_adapter_fits(adapter: AdapterFile, base, source: str = "this adapter") -> None:
     """Refuse an adapter trained on another base architecture, naming both bases."""
-    if adapter.base_fingerprint != base.fingerprint:
-        raise CavError(f"{source} was trained on base '{adapter.base_name}' (architecture "
-                       f"{adapter.base_fingerprint}) but the loaded base is {base.describe}; "
-                       f"load it with '{adapter.base_name}' or train it again on this base")
+    from .base_model import check_same_base
+
+    check_same_base(source, adapter.base_name, adapter.base_fingerprint, base)
     for lora in (adapter.temporal, adapter.spatial):
         if lora is not None:
             check_lora_fits(base.unet, lora, source)

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 import torch
 
 from .errors import CavError
+from .recipe import Recipe, recipe_for
 
 TOY_KEYWORD = "toy"
 TOY_MODEL_DIR = os.path.join(os.path.dirname(__file__), "shapes_world", "model")
@@ -44,17 +45,27 @@ class BaseModel:
     text_encoder: torch.nn.Module
     tokenizer: object
     scheduler_config: dict
-    default_frames: int = 16
-    default_fps: float = 8.0
-    extra: dict = field(default_factory=dict)
+    recipe: Recipe = field(default_factory=Recipe)  # what it trains and samples with unless told otherwise
 
     @property
     def vae_scale_factor(self) -> int:
         return 2 ** (len(self.vae.config.block_out_channels) - 1)
 
     @property
-    def default_size(self) -> int:
-        return int(self.unet.config.sample_size) * self.vae_scale_factor
+    def default_size(self) -> tuple[int, int]:
+        """(width, height): the recipe's, else the UNet's sample size in pixels."""
+        native = self.unet.config.sample_size
+        native = native if isinstance(native, (list, tuple)) else (native, native)  # (height, width) when a pair
+        return (self.recipe.width or int(native[-1]) * self.vae_scale_factor,
+                self.recipe.height or int(native[0]) * self.vae_scale_factor)
+
+    @property
+    def default_frames(self) -> int:
+        return self.recipe.frames
+
+    @property
+    def default_fps(self) -> float:
+        return self.recipe.fps
 
     @property
     def size_multiple(self) -> int:
@@ -65,7 +76,7 @@ class BaseModel:
         m = self.size_multiple
         if width % m or height % m:
             raise CavError(f"{what} is {width}x{height}, but {self.name} needs sides that are multiples of "
-                           f"{m} (e.g. {self.default_size}x{self.default_size})")
+                           f"{m} (e.g. {'x'.join(map(str, self.default_size))})")
 
     @property
     def fingerprint(self) -> str:
@@ -74,6 +85,14 @@ class BaseModel:
     @property
     def describe(self) -> str:
         return f"{self.name} (architecture {self.fingerprint})"
+
+
+def check_same_base(what: str, base_name: str, base_fingerprint: str, base: BaseModel) -> None:
+    """Refuse something made on another base architecture, naming both bases."""
+    if base_fingerprint != base.fingerprint:
+        raise CavError(f"{what} was trained on base '{base_name}' (architecture {base_fingerprint}) but the "
+                       f"loaded base is {base.describe}; load the base it was trained on, or train it again "
+                       "on this base")
 
 
 def resolve_base_path(source: str) -> str:
@@ -147,4 +166,4 @@ def load_base(source: str, dtype: torch.dtype = torch.float32, device: str | tor
         module.requires_grad_(False).eval().to(device)
     name = TOY_KEYWORD if source == TOY_KEYWORD else os.path.basename(path.rstrip(os.sep))
     return BaseModel(name=name, path=path, unet=unet, vae=vae, text_encoder=text_encoder,
-                     tokenizer=tokenizer, scheduler_config=scheduler_config)
+                     tokenizer=tokenizer, scheduler_config=scheduler_config, recipe=recipe_for(path))

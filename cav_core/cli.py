@@ -61,17 +61,20 @@ class _Bar:
         return self.bars[name]
 
 
-def _video_options(args, size):
+def _video_options(args, base):
+    """The clip's frame selection: what the flags say, else the base's recipe (frames and size)."""
     from .video_io import VideoOptions
 
-    return VideoOptions(max_frames=args.frames, skip_first=args.skip_first, every_nth=args.every_nth,
-                        target_fps=args.fps, size=size)
+    return VideoOptions(max_frames=args.frames or base.default_frames, skip_first=args.skip_first,
+                        every_nth=args.every_nth, target_fps=args.fps, size=args.size or base.default_size)
 
 
 def cmd_train(args) -> None:
     from .adapter_file import save_adapter_file
     from .base_model import load_base
-    from .training import AbsorberSettings, ComputeSettings, Hooks, MotionSettings, train_customization
+    from .settings import ComputeSettings
+    from .step_loop import Hooks
+    from .training import train_customization
     from .video_io import read_video
 
     if not args.out.endswith(".safetensors"):
@@ -79,17 +82,20 @@ def cmd_train(args) -> None:
     if args.resume and not os.path.isfile(args.resume):
         raise CavError(f"--resume {args.resume}: no such checkpoint")
     base = load_base(args.base)
-    size = args.size or base.default_size
-    video = read_video(args.video, _video_options(args, size))
-    absorber = AbsorberSettings(kind=args.absorber, prompt=args.appearance_prompt or args.prompt,
-                                steps=args.absorber_steps, rank=args.rank, lr=args.absorber_lr,
-                                seed=args.seed)
-    motion = MotionSettings(prompt=args.prompt, steps=args.steps, lr=args.lr, rank=args.rank, seed=args.seed,
-                            loss=args.loss, include_feed_forward=args.feed_forward,
-                            include_temporal_convs=args.temporal_convs,
-                            absorber_token_in_prompt=args.absorber_token)
+    recipe = base.recipe
+    video = read_video(args.video, _video_options(args, base))
+    absorber = recipe.absorber_settings(kind=args.absorber, prompt=args.appearance_prompt or args.prompt,
+                                        steps=args.absorber_steps, rank=args.rank, lr=args.absorber_lr,
+                                        seed=args.seed)
+    motion = recipe.motion_settings(prompt=args.prompt, steps=args.steps, lr=args.lr, rank=args.rank,
+                                    seed=args.seed, loss=args.loss, include_feed_forward=args.feed_forward,
+                                    include_temporal_convs=args.temporal_convs,
+                                    absorber_token_in_prompt=args.absorber_token)
     compute = ComputeSettings(device=args.device, mixed_precision=args.mixed_precision,
                               gradient_checkpointing=args.gradient_checkpointing)
+    if not args.quiet:
+        print(f"{base.name}: {recipe.summary()}; T-LoRA rank {motion.rank}, {motion.steps} steps, "
+              f"{len(video.frames)} frames at {video.frames.shape[2]}x{video.frames.shape[1]}", file=sys.stderr)
     bar = _Bar(args.quiet)
     hooks = Hooks(on_progress=bar.training, checkpoint_path=args.resume or args.out + ".ckpt",
                   checkpoint_every=args.checkpoint_every)
@@ -102,7 +108,6 @@ def cmd_sample(args) -> None:
     from .adapter_file import check_adapter_fits, load_adapter_file
     from .base_model import load_base
     from .sampling import Appearance, SampleSettings, sample_video
-    from .text import with_placeholder
     from .video_io import VideoOptions, read_video, write_video
 
     base = load_base(args.base)
@@ -114,7 +119,7 @@ def cmd_sample(args) -> None:
         if adapter.temporal is None:
             raise CavError(f"{path} holds no motion (temporal) LoRA")
         motion.append((adapter.temporal, weight))
-    appearance, prompt = None, args.prompt
+    appearance = None
     if args.appearance_lora:
         path, weight = _lora_arg(args.appearance_lora)
         adapter = load_adapter_file(path)
@@ -122,14 +127,12 @@ def cmd_sample(args) -> None:
         if adapter.spatial is None and adapter.textual_inversion is None:
             raise CavError(f"{path} holds no appearance (S-LoRA or textual inversion)")
         appearance = Appearance(adapter.spatial, adapter.textual_inversion, weight)
-        if adapter.textual_inversion is not None:
-            prompt = with_placeholder(prompt, adapter.textual_inversion.tokens)
     reference = None
     if args.noise_prior > 0:
         if not args.reference:
             raise CavError("--noise-prior needs --reference VIDEO")
         reference = read_video(args.reference, VideoOptions(max_frames=0)).frames
-    settings = SampleSettings(prompt=prompt, negative=args.negative, seed=args.seed, steps=args.steps,
+    settings = SampleSettings(prompt=args.prompt, negative=args.negative, seed=args.seed, steps=args.steps,
                               cfg=args.cfg, frames=args.frames, size=args.size, scheduler=args.scheduler,
                               noise_prior=args.noise_prior)
     bar = _Bar(args.quiet)
@@ -157,6 +160,8 @@ def cmd_demo(args) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from .settings import ABSORBER_KINDS, MOTION_LOSSES
+
     p = argparse.ArgumentParser(prog="python -m cav_core",
                                 description="Customize-A-Video: one-shot motion customization of text-to-video models")
     sub = p.add_subparsers(dest="command", required=True)
@@ -166,26 +171,28 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--video", required=True, help="reference clip (mp4/webm/mov/avi/mkv/gif/webp)")
     t.add_argument("--prompt", required=True, help="caption of the whole reference video")
     t.add_argument("--appearance-prompt", help="what the frames look like, no motion words (default: --prompt)")
-    t.add_argument("--absorber", default="dual", choices=["none", "slora", "ti", "dual"])
-    t.add_argument("--absorber-steps", type=int, default=150)
-    t.add_argument("--absorber-token", action=argparse.BooleanOptionalAction, default=True,
+    g = t.add_argument_group("training settings", "each defaults to the base's recipe (cav_recipe.json in the "
+                             "base folder; the paper's setting where it says nothing); `inspect` shows what was used")
+    g.add_argument("--absorber", choices=list(ABSORBER_KINDS))
+    g.add_argument("--absorber-steps", type=int)
+    g.add_argument("--absorber-token", action=argparse.BooleanOptionalAction, default=None,
                    help="whether the T-LoRA's caption carries the TI absorber's token (ti, dual); without it, "
                         "stage 2 uses only the dual absorber's S-LoRA")
-    t.add_argument("--absorber-lr", type=float, default=1e-4)
-    t.add_argument("--steps", type=int, default=300, help="T-LoRA steps")
-    t.add_argument("--rank", type=int, default=4)
-    t.add_argument("--lr", type=float, default=5e-4)
-    t.add_argument("--loss", default="mse", choices=["mse", "debiased"],
+    g.add_argument("--absorber-lr", type=float)
+    g.add_argument("--steps", type=int, help="T-LoRA steps")
+    g.add_argument("--rank", type=int)
+    g.add_argument("--lr", type=float)
+    g.add_argument("--loss", choices=list(MOTION_LOSSES),
                    help="debiased = MotionDirector's appearance-debiased temporal loss")
-    t.add_argument("--feed-forward", action="store_true", help="also adapt the temporal feed-forward layers")
-    t.add_argument("--temporal-convs", action="store_true",
-                   help="also adapt the temporal convolutions (not the paper's default; on the bundled "
-                        "shapes-world model, attention alone cannot learn a path: see its model card)")
-    t.add_argument("--frames", type=int, default=16, help="frames taken from the video (cap)")
+    g.add_argument("--feed-forward", action=argparse.BooleanOptionalAction, default=None,
+                   help="also adapt the temporal feed-forward layers")
+    g.add_argument("--temporal-convs", action=argparse.BooleanOptionalAction, default=None,
+                   help="also adapt the temporal convolutions")
+    t.add_argument("--frames", type=int, default=0, help="frames taken from the video (default: the base's)")
     t.add_argument("--skip-first", type=int, default=0)
     t.add_argument("--every-nth", type=int, default=1)
     t.add_argument("--fps", type=float, default=0.0, help="resample the video to this rate first")
-    t.add_argument("--size", type=_size_arg, help="side or WxH (default: the base's native size)")
+    t.add_argument("--size", type=_size_arg, help="side or WxH (default: the base's)")
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--resume", help="checkpoint to continue from (default: OUT.ckpt when present)")
     t.add_argument("--checkpoint-every", type=int, default=50)
@@ -213,7 +220,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--noise-prior", type=float, default=0.0, help="0..0.5, needs --reference")
     s.add_argument("--reference", help="reference video for --noise-prior")
     s.add_argument("--device")
-    s.add_argument("--out-fps", type=float, default=0.0)
+    s.add_argument("--out-fps", type=float, default=0.0, help="frame rate of the file (default: the base's)")
     s.add_argument("--out", required=True, help=".mp4, .webm, .gif or .webp")
     s.add_argument("--quiet", action="store_true")
     s.set_defaults(func=cmd_sample)

@@ -1,9 +1,9 @@
 """The one-shot demo on the bundled shapes-world model (README's first command).
 
 A red square zigzags across a white background: a path the base model was never taught and
-cannot produce from text. The demo learns that motion from the one clip (dual absorber, then
-T-LoRA) and renders it with new shapes, colours and backgrounds, next to the base model's
-attempt with the same prompt and seed.
+cannot produce from text. The demo learns that motion from the one clip with the bundled base's
+recipe (dual absorber, then T-LoRA) and renders it with new shapes, colours and backgrounds, next
+to the base model's attempt with the same prompt and seed.
 """
 from __future__ import annotations
 
@@ -11,7 +11,6 @@ import json
 import os
 import sys
 import time
-from dataclasses import replace
 
 import numpy as np
 
@@ -21,7 +20,8 @@ from .plots import loss_curve_image, side_by_side
 from .sampling import SampleSettings, sample_video
 from .shapes_world.measure import read_clip, velocity_similarity
 from .shapes_world.references import appearance_caption, reference_caption, reference_path
-from .training import AbsorberSettings, Hooks, MotionSettings, train_customization
+from .step_loop import Hooks
+from .training import train_customization
 from .video_io import VideoOptions, read_video, write_video
 
 DEMO_REFERENCE = "zigzag"
@@ -30,25 +30,8 @@ NEW_APPEARANCES = (
     "a yellow triangle moving on a gray background",
     "a purple square moving on a white background",
 )
-FULL = {"absorber_steps": 150, "motion_steps": 1000, "sample_steps": 25}
-QUICK = {"absorber_steps": 2, "motion_steps": 2, "sample_steps": 2}
-
-
-def motion_settings(prompt: str, steps: int, seed: int) -> MotionSettings:
-    """The demo's T-LoRA, also an evaluation variant.
-
-    On the bundled base temporal attention alone cannot write the zigzag's path at any rank (model
-    card, "Where a path can be written"), so it also adapts the temporal convolutions, at rank 16
-    (for FULL's 1000 steps): the smallest setting measured to reproduce it.
-    """
-    return MotionSettings(prompt=prompt, steps=steps, seed=seed, rank=16, include_temporal_convs=True)
-
-
-# The demo leaves the dual absorber's token out of stage 2's caption. On generation 4 the token
-# halved the motion learned (docs/eval/gen4: 0.20 with it, 0.47 without); on generation 6, the
-# bundled base, the two are level within noise (docs/eval: 0.42 and 0.50), so the measured demo is
-# kept as it is. The engine's default keeps the token (the paper's way).
-DEMO_TOKEN_IN_MOTION_PROMPT = False
+SAMPLE_STEPS = 25
+QUICK_STEPS = 2  # every stage and the sampler, for a smoke run (as in CI)
 
 
 def _log(quiet: bool, text: str) -> None:
@@ -57,7 +40,7 @@ def _log(quiet: bool, text: str) -> None:
 
 
 def run_demo(out: str, quick: bool = False, quiet: bool = False, seed: int = 0) -> dict:
-    budget = QUICK if quick else FULL
+    """Train on the bundled zigzag with the bundled base's recipe, then sample new appearances."""
     os.makedirs(out, exist_ok=True)
     started = time.time()
     base = load_base("toy")
@@ -69,15 +52,11 @@ def run_demo(out: str, quick: bool = False, quiet: bool = False, seed: int = 0) 
         if not quiet and (p.step % 25 == 0 or p.step == p.total):
             _log(quiet, f"  {p.stage} step {p.step}/{p.total} loss {p.loss:.4f}")
 
-    _log(quiet, f"training on {reference_path(DEMO_REFERENCE)}: dual absorber, then T-LoRA "
-                "(its caption without the absorber's token)")
-    result = train_customization(
-        base, reference.frames,
-        AbsorberSettings(kind="dual", prompt=appearance_caption(DEMO_REFERENCE),
-                         steps=budget["absorber_steps"], seed=seed),
-        replace(motion_settings(reference_caption(DEMO_REFERENCE), budget["motion_steps"], seed),
-                absorber_token_in_prompt=DEMO_TOKEN_IN_MOTION_PROMPT),
-        hooks=Hooks(on_progress=progress))
+    steps = QUICK_STEPS if quick else None  # None: the recipe's
+    absorber = base.recipe.absorber_settings(prompt=appearance_caption(DEMO_REFERENCE), steps=steps, seed=seed)
+    motion = base.recipe.motion_settings(prompt=reference_caption(DEMO_REFERENCE), steps=steps, seed=seed)
+    _log(quiet, f"training on {reference_path(DEMO_REFERENCE)} with the {base.recipe.summary()}")
+    result = train_customization(base, reference.frames, absorber, motion, hooks=Hooks(on_progress=progress))
     lora_path = save_adapter_file(os.path.join(out, "zigzag_motion.safetensors"), result.adapter)
     plot = loss_curve_image(result.losses)
     from PIL import Image
@@ -88,7 +67,7 @@ def run_demo(out: str, quick: bool = False, quiet: bool = False, seed: int = 0) 
     report = {"reference": reference_path(DEMO_REFERENCE), "lora": lora_path, "samples": []}
     columns, labels = [reference.frames], ["reference"]
     for i, prompt in enumerate(NEW_APPEARANCES):
-        settings = SampleSettings(prompt=prompt, seed=seed + i, steps=budget["sample_steps"])
+        settings = SampleSettings(prompt=prompt, seed=seed + i, steps=QUICK_STEPS if quick else SAMPLE_STEPS)
         _log(quiet, f"sampling: {prompt}")
         with_lora = sample_video(base, settings, [(result.adapter.temporal, 1.0)])
         without = sample_video(base, settings)

@@ -19,7 +19,7 @@ from .adapters import LoraWeights, applied_loras
 from .compute import autocast, default_device, on_device
 from .errors import CavError, TrainingInterrupted
 from .latents import decode_latents, encode_frames
-from .text import encode_prompts, token_embeddings_applied
+from .text import encode_prompts, token_embeddings_applied, with_placeholder
 
 SCHEDULERS = {
     "ddim": (DDIMScheduler, {}),
@@ -60,6 +60,14 @@ class Appearance:
     textual_inversion: TokenEmbeddings | None = None
     strength: float = 1.0
 
+    @property
+    def tokens(self) -> tuple[str, ...]:
+        return self.textual_inversion.tokens if self.textual_inversion else ()
+
+    def prompt(self, prompt: str) -> str:
+        """The prompt with this appearance's tokens prepended unless it already uses them."""
+        return with_placeholder(prompt, self.tokens)
+
 
 def make_scheduler(name: str, config: dict):
     cls, extra = SCHEDULERS[name]
@@ -67,7 +75,7 @@ def make_scheduler(name: str, config: dict):
 
 
 def _size(base, size) -> tuple[int, int]:
-    width, height = (size, size) if isinstance(size, int) else (size or (base.default_size,) * 2)
+    width, height = (size, size) if isinstance(size, int) else (size or base.default_size)
     base.check_frame_size(width, height, "the requested size")
     return width, height
 
@@ -92,7 +100,7 @@ def sample_video(base, settings: SampleSettings, motion_loras: Sequence[tuple[Lo
         loras.append((appearance.spatial, appearance.strength))
 
     with on_device(base.text_encoder, device), token_embeddings_applied(base, appearance.textual_inversion):
-        text = encode_prompts(base, [settings.negative, settings.prompt], device)
+        text = encode_prompts(base, [settings.negative, appearance.prompt(settings.prompt)], device)
     shape = (1, base.unet.config.in_channels, frames, height // f, width // f)
     g = torch.Generator().manual_seed(settings.seed)
     latents = torch.randn(shape, generator=g).to(device)

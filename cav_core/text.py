@@ -28,6 +28,11 @@ def with_placeholder(prompt: str, tokens: Sequence[str]) -> str:
     return " ".join([*missing, prompt]).strip() if missing else prompt
 
 
+def motion_caption(prompt: str, absorber_tokens: Sequence[str], token_in_prompt: bool) -> str:
+    """Stage 2's caption: the absorber's TI tokens prepended when the settings keep them in it."""
+    return with_placeholder(prompt, absorber_tokens if token_in_prompt else ())
+
+
 def ensure_tokens(base, tokens: Sequence[str]) -> list[int]:
     """Register ``tokens`` in the tokenizer and grow the embedding table when needed."""
     tokenizer, encoder = base.tokenizer, base.text_encoder

@@ -24,7 +24,7 @@ import comfy.utils
 import torch
 
 from cav_core.errors import CavError, TrainingInterrupted
-from cav_core.training import Progress
+from cav_core.step_loop import Progress
 
 from .convert import preview_picture
 from .values import LoadedBase

@@ -6,7 +6,6 @@ from fractions import Fraction
 from comfy_api.latest import InputImpl, Types, io
 
 from cav_core.sampling import SCHEDULERS, SampleSettings, sample_video
-from cav_core.text import with_placeholder
 
 from . import host, types
 from .convert import frames_to_image_batch, image_batch_to_frames
@@ -87,7 +86,6 @@ class SampleVideo(io.ComfyNode):
             stack.check_fits(base)
             if appearance is not None:
                 check_same_base(appearance.source, appearance.base_name, appearance.base_fingerprint, base)
-                prompt = with_placeholder(prompt, appearance.tokens)
             settings = sample_settings(base.base, prompt, negative, seed, steps, cfg, frames, width, height,
                                        scheduler, noise_prior)
             ref = image_batch_to_frames(reference, "reference") if reference is not None else None

@@ -7,8 +7,11 @@ import numpy as np
 from comfy_api.latest import io, ui
 
 from cav_core.adapter_file import AdapterFile
-from cav_core.training import (ABSORBER_KINDS, MOTION_LOSSES, AbsorberSettings, ComputeSettings, Hooks,
-                               MotionSettings, train_absorber, train_motion, training_record)
+from cav_core.absorber_training import train_absorber
+from cav_core.motion_training import train_motion
+from cav_core.settings import ABSORBER_KINDS, MOTION_LOSSES, AbsorberSettings, ComputeSettings, MotionSettings
+from cav_core.step_loop import Hooks
+from cav_core.training import training_record
 
 from . import folders, host, paths, types
 from .convert import image_batch_to_frames, loss_graph

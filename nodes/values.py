@@ -10,9 +10,11 @@ from typing import Any
 
 from cav_core.adapter_file import AdapterFile, TokenEmbeddings
 from cav_core.adapters import LoraWeights
+from cav_core.base_model import check_same_base as engine_check_same_base
 from cav_core.errors import CavError
 from cav_core.sampling import Appearance
-from cav_core.training import Absorber, AbsorberSettings
+from cav_core.absorber_training import Absorber
+from cav_core.settings import AbsorberSettings
 
 
 @dataclass(frozen=True, eq=False)
@@ -34,10 +36,7 @@ class LoadedBase:
 
 def check_same_base(what: str, base_name: str, base_fingerprint: str, loaded: LoadedBase) -> None:
     """Refuse an adapter made on another base architecture, naming both bases."""
-    if base_fingerprint != loaded.fingerprint:
-        raise CavError(f"{what} was trained on base '{base_name}' (architecture {base_fingerprint}) but the "
-                       f"connected base is {loaded.base.describe}; connect the base it was trained on, "
-                       "or train it again on this base")
+    engine_check_same_base(what, base_name, base_fingerprint, loaded.base)
 
 
 @dataclass(frozen=True, eq=False)

@@ -54,6 +54,8 @@ def build_tiny_base_folder(path: str, cross_dim: int = 16, seed: int = 0) -> str
         json.dump({"_class_name": "TextToVideoSDPipeline", "unet": ["diffusers", "UNet3DConditionModel"],
                    "vae": ["diffusers", "AutoencoderKL"], "text_encoder": ["transformers", "CLIPTextModel"],
                    "tokenizer": ["transformers", "CLIPTokenizer"], "scheduler": ["diffusers", "DDIMScheduler"]}, f)
+    with open(os.path.join(path, "cav_recipe.json"), "w") as f:
+        json.dump({"name": "tiny", "video": {"frames": 6}}, f)  # short clips keep the tests fast
     return path
 
 
@@ -77,9 +79,7 @@ def tiny_base_dir(tmp_path_factory) -> str:
 def tiny_base(tiny_base_dir):
     from cav_core.base_model import load_base
 
-    base = load_base(tiny_base_dir)
-    base.default_frames = 6
-    return base
+    return load_base(tiny_base_dir)
 
 
 @pytest.fixture(scope="session")

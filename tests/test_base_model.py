@@ -13,7 +13,7 @@ def test_loads_diffusers_folder_frozen(tiny_base_dir):
     base = load_base(tiny_base_dir)
     assert type(base.unet).__name__ == "UNet3DConditionModel"
     assert not any(p.requires_grad for p in base.unet.parameters())
-    assert base.vae_scale_factor == 2 and base.default_size == 16
+    assert base.vae_scale_factor == 2 and base.default_size == (16, 16)
     assert base.name == os.path.basename(tiny_base_dir)
     assert len(base.fingerprint) == 16
 

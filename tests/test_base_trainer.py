@@ -7,7 +7,7 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import load_file
 
-from cav_core.shapes_world import train_base
+from tools.shapes_world import train_base
 from cav_core.shapes_world.scenes import Scene, render
 
 

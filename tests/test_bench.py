@@ -1,14 +1,8 @@
 """The ModelScope-size benchmark runs its real configurations (here narrowed, on the CPU)."""
-import importlib.util
-import os
-
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from tools.bench import modelscope_cost as bench
 
 
 def test_benchmark_script_runs_every_configuration(tmp_path):
-    spec = importlib.util.spec_from_file_location("modelscope_cost", os.path.join(ROOT, "bench", "modelscope_cost.py"))
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
     out = tmp_path / "cost.md"
     assert bench.main(["--small", "--device", "cpu", "--steps", "3", "--warmup", "1", "--frames", "2",
                        "--size", "64", "--sample-steps", "2", "--only", "motion,sampling", "--out", str(out)]) == 0

@@ -5,7 +5,7 @@ import sys
 
 import pytest
 
-from cav_core import training
+from cav_core import motion_training
 from cav_core.cli import _lora_arg, main
 from cav_core.video_io import read_video, write_video
 
@@ -75,19 +75,17 @@ def test_user_errors_are_one_line_exit_2(tiny_base_dir, tmp_path, capsys):
 
 def test_interrupt_writes_nothing_then_resume(tiny_base_dir, clip_file, tmp_path, monkeypatch, capsys):
     out = tmp_path / "m.safetensors"
-    original = training._run_steps
+    original = motion_training.run_steps
 
     def interrupted(stage, *args, **kwargs):
-        if stage == "motion":
-            raise KeyboardInterrupt
-        return original(stage, *args, **kwargs)
+        raise KeyboardInterrupt
 
-    monkeypatch.setattr(training, "_run_steps", interrupted)
+    monkeypatch.setattr(motion_training, "run_steps", interrupted)
     assert _train(tiny_base_dir, clip_file, out, "--checkpoint-every", "1") == 130
     assert "nothing was written" in capsys.readouterr().err
     assert not out.exists()
     assert [f for f in os.listdir(tmp_path) if "partial" in f] == []
-    monkeypatch.setattr(training, "_run_steps", original)
+    monkeypatch.setattr(motion_training, "run_steps", original)
     assert os.path.exists(str(out) + ".ckpt")  # the absorber stage's checkpoint
     assert _train(tiny_base_dir, clip_file, out, "--checkpoint-every", "1") == 0 and out.exists()
 

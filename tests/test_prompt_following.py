@@ -1,7 +1,7 @@
 """The base model's prompt-following measures (what the model card reports)."""
 import numpy as np
 
-from cav_core.shapes_world import prompt_following
+from tools.shapes_world import prompt_following
 from cav_core.shapes_world.measure import read_clip
 from cav_core.shapes_world.scenes import Scene, render, trajectory
 

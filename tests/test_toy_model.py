@@ -20,7 +20,7 @@ def test_bundled_model_has_the_modelscope_layout_and_size(toy):
         assert os.path.isdir(os.path.join(TOY_MODEL_DIR, sub))
     total = sum(os.path.getsize(os.path.join(d, f)) for d, _, fs in os.walk(TOY_MODEL_DIR) for f in fs)
     assert total <= 25 * 2**20
-    assert toy.default_size == 64 and type(toy.unet).__name__ == "UNet3DConditionModel"
+    assert toy.default_size == (64, 64) and type(toy.unet).__name__ == "UNet3DConditionModel"
 
 
 @pytest.mark.parametrize("colour,background", [("red", "white"), ("blue", "gray"), ("yellow", "black")])
@@ -44,12 +44,14 @@ def test_demo_runs_end_to_end_in_quick_mode(tmp_path):
 
     adapter = load_adapter_file(str(tmp_path / "zigzag_motion.safetensors"))
     assert adapter.training["absorber"]["kind"] == "dual" and adapter.textual_inversion is not None
-    assert adapter.training["absorber_token_in_prompt"] is False  # the demo's setting (cav_core/demo.py says why)
+    # The demo trains with the bundled base's recipe, which the file records.
+    assert adapter.training["recipe"] == "shapes_world" and adapter.training["absorber_token_in_prompt"] is False
+    assert adapter.temporal.rank == 16 and adapter.training["include_temporal_convs"] is True
 
 
 def test_evaluation_harness_runs_reports_and_resumes(tmp_path, monkeypatch):
     """A smoke run of the ablation (tiny budgets): every metric is produced for every variant."""
-    from cav_core.eval import evaluate
+    from tools.evaluate import evaluate
 
     summary = evaluate(str(tmp_path), motions=("zigzag",), variants=("base", "dual", "motiondirector"),
                        seeds=(0, 1), steps={"absorber": 1, "motion": 1}, sample_steps=2, log=lambda s: None)
@@ -63,7 +65,7 @@ def test_evaluation_harness_runs_reports_and_resumes(tmp_path, monkeypatch):
         assert (tmp_path / name).exists(), name
 
     # Started again with the same settings, it trains nothing and reports the same numbers.
-    import cav_core.eval as evaluation
+    import tools.evaluate as evaluation
 
     def no_training(*args, **kwargs):
         raise AssertionError("a finished variant was trained again")
@@ -82,12 +84,11 @@ def test_evaluation_harness_runs_reports_and_resumes(tmp_path, monkeypatch):
 
 
 @pytest.mark.parametrize("method", ["none", "ti", "dual", "dual_no_token", "motiondirector"])
-def test_a_convs_variant_is_its_method_with_the_demos_t_lora(toy, method):
+def test_a_convs_variant_is_its_method_with_the_recipes_t_lora(toy, method):
     """Each *_convs variant trains the same method (absorber kind, or MotionDirector's joint LoRAs)
-    with the demo's T-LoRA: attention and temporal convolutions, at the demo's rank, for its own
-    step budget; the plain variant keeps the paper's attention-only rank-4 T-LoRA."""
-    import cav_core.eval as evaluation
-    from cav_core.demo import motion_settings
+    with the bundled base's recipe T-LoRA: attention and temporal convolutions, at the recipe's
+    rank, for its own step budget; the plain variant keeps the paper's attention-only rank-4 T-LoRA."""
+    import tools.evaluate as evaluation
     from cav_core.shapes_world.references import reference_path
     from cav_core.video_io import VideoOptions, read_video
 
@@ -96,14 +97,14 @@ def test_a_convs_variant_is_its_method_with_the_demos_t_lora(toy, method):
     budget = {"absorber": 1, "motion": 1, "convs_motion": 2}
     lora = evaluation._train(f"{method}_convs", toy, frames, "zigzag", budget, 0)
     plain = evaluation._train(method, toy, frames, "zigzag", budget, 0)
-    assert lora.rank == motion_settings("x", 1, 0).rank == 16 and plain.rank == 4
+    assert lora.rank == toy.recipe.motion_settings(prompt="x").rank == 16 and plain.rank == 4
     assert any(".temp_convs." in t for t in lora.targets)
     assert not any(".temp_convs." in t for t in plain.targets)
     assert all("temp_attentions" in t or "transformer_in" in t or ".temp_convs." in t for t in lora.targets)
 
 
 def test_the_no_token_variant_trains_the_dual_absorber_and_leaves_its_token_out(toy, monkeypatch):
-    import cav_core.eval as evaluation
+    import tools.evaluate as evaluation
     from cav_core.shapes_world.references import reference_path
     from cav_core.video_io import VideoOptions, read_video
 
@@ -132,7 +133,7 @@ def test_bundled_model_denoises_a_real_clip(toy):
     from cav_core.shapes_world.measure import velocity_similarity
     from cav_core.shapes_world.scenes import Scene, render, trajectory
     from cav_core.text import encode_prompts
-    from cav_core.training import clean_estimate, diffusion_target
+    from cav_core.diffusion import clean_estimate, diffusion_target
 
     scene = Scene("red", "square", "white", "right", size=0.26)
     scheduler = DDPMScheduler.from_config(toy.scheduler_config)

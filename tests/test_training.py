@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from cav_core.errors import CavError, NonFiniteLoss, TrainingInterrupted
-from cav_core.training import (AbsorberSettings, ComputeSettings, Hooks, MotionSettings, train_absorber,
-                               train_customization, train_motion, training_record)
+from cav_core import (AbsorberSettings, ComputeSettings, Hooks, MotionSettings, train_absorber,
+                      train_customization, train_motion, training_record)
 
 
 def _snapshot(*modules):
@@ -65,7 +65,7 @@ def test_motion_stage_trains_only_the_tlora(tiny_base, clip_frames):
 
 
 def test_motion_stage_without_the_token_is_the_run_that_sees_only_the_slora(tiny_base, clip_frames):
-    from cav_core.training import Absorber
+    from cav_core import Absorber
 
     absorber = train_absorber(tiny_base, clip_frames, AbsorberSettings(kind="dual", steps=2, lr=1e-2, ti_lr=0.1))
     settings = MotionSettings(prompt="a red square moving right", steps=2, lr=1e-2)
@@ -166,7 +166,6 @@ def test_bad_frames_and_settings(tiny_base, clip_frames):
 
 
 def test_gradient_checkpointing_gives_the_same_training(tiny_base, clip_frames):
-    from cav_core.training import ComputeSettings
 
     settings = MotionSettings(prompt="a red square", steps=2, lr=1e-2)
     plain, plain_losses = train_motion(tiny_base, clip_frames, settings)
@@ -180,7 +179,6 @@ def test_gradient_checkpointing_gives_the_same_training(tiny_base, clip_frames):
 @pytest.mark.parametrize("precision", ["bf16", "fp16"])
 def test_mixed_precision_trains_close_to_fp32(tiny_base, clip_frames, precision):
     """Autocast (and fp16 loss scaling) run on the CPU too, so the option is exercised here."""
-    from cav_core.training import ComputeSettings
 
     settings = MotionSettings(prompt="a red square", steps=2, lr=1e-3)
     _, full = train_motion(tiny_base, clip_frames, settings)
@@ -217,7 +215,6 @@ def test_half_precision_weights_train_with_fp32_adapters(tiny_base_dir, clip_fra
     """What the nodes do on a GPU: weights loaded in bf16/fp16, autocast in the same dtype (fp16
     with loss scaling). The adapter stays fp32 (loss scaling refuses fp16 parameters) and learns."""
     from cav_core.base_model import load_base
-    from cav_core.training import ComputeSettings
 
     dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}[precision]
     half = load_base(tiny_base_dir, dtype=dtype)

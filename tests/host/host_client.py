@@ -4,7 +4,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import shutil
 import socket
 import subprocess
 import threading
@@ -20,15 +19,6 @@ PACK_DIR_NAME = "ComfyUI-Customize-A-Video"
 TINY_BASE = "tiny_t2v"  # name of the random-init test base in the yaml's diffusers folder
 OTHER_BASE = "cav_test_base"  # a folder given as CAV_HOST_TEST_BASE=/path, linked beside it
 TOY_MODEL = os.path.join(ROOT, "cav_core", "shapes_world", "model", "model_index.json")
-
-
-def chromium_path(playwright) -> str | None:
-    """CAV_CHROMIUM, playwright's own browser, or the distribution's Chromium, whichever exists."""
-    for candidate in (os.environ.get("CAV_CHROMIUM"), playwright.chromium.executable_path,
-                      shutil.which("chromium"), shutil.which("chromium-browser")):
-        if candidate and os.path.isfile(candidate):
-            return candidate
-    return None
 
 
 def free_port() -> int:

@@ -15,7 +15,9 @@ import os
 
 import pytest
 
-from .host_client import ROOT, chromium_path
+from tools.comfyui.browser import chromium_path
+
+from .host_client import ROOT
 
 WORKFLOWS = sorted(f for f in os.listdir(os.path.join(ROOT, "workflows")) if f.endswith(".json"))
 EXTENSION = "customize_a_video.ui"

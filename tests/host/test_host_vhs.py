@@ -13,7 +13,7 @@ import shutil
 import pytest
 
 from .host_client import ROOT, assert_success, base_choice, read_video
-from .ui_to_api import WIDGET_TYPES
+from tools.comfyui.ui_to_api import WIDGET_TYPES
 
 REFERENCE = os.path.join(ROOT, "cav_core", "shapes_world", "references", "zigzag.mp4")
 FRAMES, SIZE = 8, 32  # small, so the run stays short; the check is the plumbing, not the quality

@@ -16,7 +16,7 @@ import urllib.parse
 import pytest
 
 from .host_client import ROOT, TOY_MODEL, assert_success, base_choice, messages, read_video
-from .ui_to_api import ui_to_api
+from tools.comfyui.ui_to_api import ui_to_api
 
 WORKFLOWS = sorted(glob.glob(os.path.join(ROOT, "workflows", "*.json")))
 SHORT_STEPS = {"CAV_TrainAbsorber": 2, "CAV_TrainMotionLora": 2, "CAV_SampleVideo": 2}

@@ -9,7 +9,7 @@ import torch
 from cav_core.adapter_file import AdapterFile, TokenEmbeddings
 from cav_core.adapters import SPATIAL, TEMPORAL, LoraWeights
 from cav_core.errors import CavError
-from cav_core.training import Absorber
+from cav_core.absorber_training import Absorber
 
 
 @pytest.fixture()

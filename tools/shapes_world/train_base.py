@@ -1,6 +1,6 @@
 """Train the bundled shapes-world text-to-video model from scratch on synthetic clips.
 
-    python -m cav_core.shapes_world.train_base --work runs/base --out cav_core/shapes_world/model
+    python -m tools.shapes_world.train_base --work runs/base --out cav_core/shapes_world/model
 
 Phase 1 trains the VAE on single frames; phase 2 trains the UNet3D and the text encoder together
 on (clip, caption) pairs with the standard noise-prediction loss. Every step draws its data from a
@@ -21,10 +21,9 @@ import torch
 import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 
-from ..targeting import temporal_convolutions, temporal_layers_bypassed
-from ..training import diffusion_target
-from . import architecture as arch
-from .scenes import GENERIC_MOTION_PHRASE, random_scene, render
+from cav_core import diffusion_target, temporal_convolutions, temporal_layers_bypassed
+from cav_core.shapes_world import architecture as arch
+from cav_core.shapes_world.scenes import GENERIC_MOTION_PHRASE, random_scene, render
 
 
 def _frames_to_tensor(clips: np.ndarray) -> torch.Tensor:

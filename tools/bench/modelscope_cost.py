@@ -1,7 +1,7 @@
 """What training and sampling cost at ModelScope 1.7B size, through the engine's own code.
 
-    python bench/modelscope_cost.py                  # on the GPU (CUDA); about 2 minutes on an H200
-    python bench/modelscope_cost.py --small --device cpu --steps 3   # a narrow UNet, to check the script
+    python -m tools.bench.modelscope_cost                  # on the GPU (CUDA); about 2 minutes on an H200
+    python -m tools.bench.modelscope_cost --small --device cpu --steps 3   # a narrow UNet, to check the script
 
 The base is random-init, built from ModelScope's real UNet config (tests/data/modelscope_unet_config.json),
 an SD-sized VAE and a 1024-wide, 23-layer CLIP text encoder: no weights can be downloaded here, and what
@@ -15,22 +15,17 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
-import sys
 import time
 import traceback
 
 import numpy as np
 import torch
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from cav_core import (AbsorberSettings, BaseModel, ComputeSettings, Hooks, MotionSettings, SampleSettings,
+                      sample_video, train_absorber, train_motion)
 
-from cav_core.base_model import BaseModel  # noqa: E402
-from cav_core.sampling import SampleSettings, sample_video  # noqa: E402
-from cav_core.training import (AbsorberSettings, ComputeSettings, Hooks, MotionSettings,  # noqa: E402
-                               train_absorber, train_motion)
-
-UNET_CONFIG = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
-                           "tests", "data", "modelscope_unet_config.json")
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+UNET_CONFIG = os.path.join(ROOT, "tests", "data", "modelscope_unet_config.json")
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 

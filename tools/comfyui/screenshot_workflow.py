@@ -1,6 +1,6 @@
 """Screenshot a shipped workflow as the ComfyUI editor shows it (for the README).
 
-    python tests/host/screenshot_workflow.py --url http://127.0.0.1:8188 \\
+    python -m tools.comfyui.screenshot_workflow --url http://127.0.0.1:8188 \\
         --workflow one_shot_motion_transfer --out docs/ui_one_shot_motion_transfer.png
 
 Needs a running ComfyUI with the pack installed, playwright, and a Chromium (CAV_CHROMIUM or
@@ -13,10 +13,9 @@ import json
 import os
 import sys
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, HERE)
+from tools.comfyui.browser import chromium_path
 
-from host_client import ROOT, chromium_path  # noqa: E402
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 def main() -> None:

@@ -1,6 +1,6 @@
 """Evaluation on the shapes world: is the reference's motion learned, and not its appearance?
 
-    python -m cav_core.eval --out docs/eval
+    python -m tools.evaluate --out docs/eval
 
 For each bundled novel-motion reference, trains T-LoRAs with each absorber kind (none, slora, ti,
 dual, and dual with its token left out of stage 2's caption) and a MotionDirector-style joint
@@ -27,29 +27,25 @@ import json
 import os
 import sys
 import time
-from dataclasses import replace
+from dataclasses import asdict
 
 import numpy as np
 from PIL import Image
 
-from .base_model import load_base
-from .baselines import train_motiondirector
-from .demo import FULL as DEMO_BUDGET
-from .demo import motion_settings as demo_motion_settings
-from .files import atomic_path
-from .plots import metric_bars_image, side_by_side
-from .sampling import SampleSettings, sample_video
-from .shapes_world.measure import read_clip, velocity_similarity
-from .shapes_world.references import REFERENCES, appearance_caption, reference_caption, reference_path
-from .training import AbsorberSettings, MotionSettings, train_absorber, train_motion
-from .video_io import VideoOptions, read_video, write_video
+from cav_core import (Recipe, SampleSettings, VideoOptions, atomic_path, load_base, read_video, sample_video,
+                      train_absorber, train_motion, write_video)
+from cav_core.plots import metric_bars_image, side_by_side
+from cav_core.shapes_world.measure import read_clip, velocity_similarity
+from cav_core.shapes_world.references import REFERENCES, appearance_caption, reference_caption, reference_path
 
-# The paper's T-LoRA (temporal attention, rank 4) after each absorber kind, and MotionDirector at the
-# same rank; then the same with the suffix _convs: the demo's T-LoRA (attention and temporal
-# convolutions, rank 16, its own step budget), the one setting measured to learn a path on the
-# bundled base, so that the absorber ablation is also run where there is a motion to leak into.
-# dual_no_token: the dual absorber, but stage 2's caption leaves its TI token out (MotionSettings.
-# absorber_token_in_prompt), so stage 2 sees only its S-LoRA.
+from .motiondirector_baseline import train_motiondirector
+
+# The paper's T-LoRA (its settings: temporal attention, rank 4) after each absorber kind, and
+# MotionDirector at the same rank; then the same with the suffix _convs: the T-LoRA of the base's own
+# recipe (on the bundled base: attention and temporal convolutions, rank 16, its step count), so that
+# the absorber ablation is also run where there is a motion to leak into. dual_no_token: the dual
+# absorber, but stage 2's caption leaves its TI token out, so stage 2 sees only its S-LoRA; every
+# other variant keeps the token in (the ablation sets this axis itself, whatever the recipe says).
 METHODS = ("none", "slora", "ti", "dual", "dual_no_token", "motiondirector")
 NO_TOKEN = "_no_token"
 CONVS = "_convs"
@@ -73,18 +69,17 @@ def _parse_prompt(prompt: str) -> tuple[str, str, str]:
 def _train(variant: str, base, frames, name: str, steps: dict, seed: int):
     if variant == "base":
         return None
-    motion = MotionSettings(prompt=reference_caption(name), steps=steps["motion"], seed=seed)
-    if variant.endswith(CONVS):
-        motion = demo_motion_settings(motion.prompt, steps.get("convs_motion", steps["motion"]), seed)
-        variant = variant[: -len(CONVS)]
-    if variant == "motiondirector":
+    convs = variant.endswith(CONVS)
+    recipe = base.recipe if convs else Recipe()
+    method = variant[: -len(CONVS)] if convs else variant
+    motion = recipe.motion_settings(prompt=reference_caption(name), seed=seed,
+                                    steps=steps.get("convs_motion") if convs else steps.get("motion"),
+                                    absorber_token_in_prompt=not method.endswith(NO_TOKEN))
+    if method == "motiondirector":
         return train_motiondirector(base, frames, motion)[0]
-    if variant.endswith(NO_TOKEN):
-        motion = replace(motion, absorber_token_in_prompt=False)
-        variant = variant[: -len(NO_TOKEN)]
-    absorber = train_absorber(base, frames, AbsorberSettings(kind=variant, prompt=appearance_caption(name),
-                                                             steps=steps["absorber"], seed=seed))
-    return train_motion(base, frames, motion, absorber)[0]
+    absorber = Recipe().absorber_settings(kind=method.removesuffix(NO_TOKEN), prompt=appearance_caption(name),
+                                          steps=steps.get("absorber"), seed=seed)
+    return train_motion(base, frames, motion, train_absorber(base, frames, absorber))[0]
 
 
 ATTRIBUTES = ("colour", "shape", "background")
@@ -127,7 +122,7 @@ def evaluate(out: str, motions=tuple(PROMPTS), variants=VARIANTS, seeds=(0, 1), 
     """Run the ablation. Each (reference, variant) is kept under ``out/parts`` as it finishes, so an
     interrupted run started again with the same settings goes on where it stopped, and a run with
     more references or variants only measures what is new."""
-    steps = steps or {"absorber": 150, "motion": 300, "convs_motion": DEMO_BUDGET["motion_steps"]}
+    steps = steps or {}  # a stage left out trains for its settings' steps (the paper's, or the recipe's)
     settings = {"motions": list(motions), "variants": list(variants), "seeds": list(seeds), "train_steps": steps,
                 "sample_steps": sample_steps, "prompts": {m: list(PROMPTS[m]) for m in motions}, "base": base_source}
     parts = os.path.join(out, "parts")
@@ -142,7 +137,7 @@ def evaluate(out: str, motions=tuple(PROMPTS), variants=VARIANTS, seeds=(0, 1), 
         for variant in variants:
             stem = os.path.join(parts, f"{name}__{variant}")
             # What this pair's numbers depend on (not the other references or variants run beside it).
-            key = {"seeds": list(seeds), "train_steps": steps, "sample_steps": sample_steps,
+            key = {"seeds": list(seeds), "train_steps": steps, "sample_steps": sample_steps, "recipe": asdict(base.recipe),
                    "prompts": list(PROMPTS[name]), "base": weights}
             part = _load_part(stem, key)
             if part is None:
@@ -229,16 +224,16 @@ def main(argv=None) -> int:
     p.add_argument("--motions", nargs="+", default=list(PROMPTS), choices=list(REFERENCES))
     p.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
-    p.add_argument("--absorber-steps", type=int, default=150)
-    p.add_argument("--motion-steps", type=int, default=300)
-    p.add_argument("--convs-motion-steps", type=int, default=DEMO_BUDGET["motion_steps"],
-                   help="T-LoRA steps of the *_convs variants (the demo's)")
+    p.add_argument("--absorber-steps", type=int, help="default: the paper's")
+    p.add_argument("--motion-steps", type=int, help="T-LoRA steps of the paper-setting variants (default: the paper's)")
+    p.add_argument("--convs-motion-steps", type=int, help="T-LoRA steps of the *_convs variants (default: the recipe's)")
     p.add_argument("--sample-steps", type=int, default=25)
     p.add_argument("--base", default="toy", help="the bundled shapes-world model (toy) or another export of it")
     args = p.parse_args(argv)
     summary = evaluate(args.out, args.motions, args.variants, tuple(args.seeds),
-                       {"absorber": args.absorber_steps, "motion": args.motion_steps,
-                        "convs_motion": args.convs_motion_steps}, args.sample_steps,
+                       {k: v for k, v in {"absorber": args.absorber_steps, "motion": args.motion_steps,
+                                          "convs_motion": args.convs_motion_steps}.items() if v is not None},
+                       args.sample_steps,
                        log=lambda s: print(s, file=sys.stderr, flush=True), base_source=args.base)
     print(markdown_table(summary))
     return 0

@@ -1,6 +1,6 @@
 """How well the base shapes-world model follows captions it never saw (for the model card).
 
-    python -m cav_core.shapes_world.prompt_following --count 48
+    python -m tools.shapes_world.prompt_following --count 48
 
 Held-out captions are drawn with a seed the training never used. Each sample is read back for
 colour, shape and background; the motion direction is checked on the eight pans (net displacement
@@ -26,14 +26,10 @@ import sys
 import numpy as np
 import torch
 
-from ..base_model import load_base
-from ..latents import decode_latents, encode_frames
-from ..sampling import SampleSettings, sample_video
-from ..text import encode_prompts
-from ..training import clean_estimate
-from . import architecture as arch
-from .measure import read_clip
-from .scenes import random_scene, render
+from cav_core import SampleSettings, clean_estimate, decode_latents, encode_frames, encode_prompts, load_base, sample_video
+from cav_core.shapes_world import architecture as arch
+from cav_core.shapes_world.measure import read_clip
+from cav_core.shapes_world.scenes import random_scene, render
 
 HELD_OUT_SEED = 90210
 _PAN_ANGLE = {"right": 0, "down_right": 45, "down": 90, "down_left": 135, "left": 180,

@@ -1,4 +1,4 @@
-"""Comparison methods for the evaluation (not used by the product's training path).
+"""The evaluation's MotionDirector-style baseline (not part of the product's training path).
 
 ``train_motiondirector``: MotionDirector-style joint training (arXiv 2310.08465) at the same rank:
 a spatial LoRA learns from one random frame per step (temporal layers bypassed) while a temporal
@@ -12,20 +12,16 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from . import adapters
-from .adapters import TEMPORAL, LoraWeights
-from .compute import on_device
-from .latents import encode_frames
-from .targeting import spatial_targets, temporal_layers_bypassed
-from .text import encode_prompts
-from .training import ComputeSettings, MotionSettings, _debiased_loss, _generator, _noise_scheduler, diffusion_target
+from cav_core import (TEMPORAL, ComputeSettings, LoraWeights, MotionSettings, debiased_loss, diffusion_target,
+                      encode_frames, encode_prompts, extract_lora, inject_lora, noise_scheduler, on_device,
+                      remove_adapters, spatial_targets, step_generator, temporal_layers_bypassed)
 
 
 def train_motiondirector(base, frames: np.ndarray, settings: MotionSettings, spatial_lr: float = 1e-4,
                          compute: ComputeSettings = ComputeSettings()) -> tuple[LoraWeights, list[float]]:
     settings.validate()
     device, unet = compute.torch_device, base.unet
-    scheduler = _noise_scheduler(base)
+    scheduler = noise_scheduler(base)
     rank = settings.rank
     with on_device(base.vae, device):
         latents = encode_frames(base.vae, frames).permute(1, 0, 2, 3).unsqueeze(0).to(device)
@@ -34,8 +30,8 @@ def train_motiondirector(base, frames: np.ndarray, settings: MotionSettings, spa
     losses: list[float] = []
     with on_device(unet, device):
         try:
-            adapters.inject_lora(unet, "md_spatial", spatial_targets(unet), rank, rank, seed=settings.seed)
-            adapters.inject_lora(unet, "md_temporal", settings.targets(unet), rank, rank, seed=settings.seed)
+            inject_lora(unet, "md_spatial", spatial_targets(unet), rank, rank, seed=settings.seed)
+            inject_lora(unet, "md_temporal", settings.targets(unet), rank, rank, seed=settings.seed)
             spatial = [p for n, p in unet.named_parameters() if "md_spatial" in n]
             temporal = [p for n, p in unet.named_parameters() if "md_temporal" in n]
             for p in unet.parameters():
@@ -43,7 +39,7 @@ def train_motiondirector(base, frames: np.ndarray, settings: MotionSettings, spa
             opt = torch.optim.AdamW([{"params": spatial, "lr": spatial_lr},
                                      {"params": temporal, "lr": settings.lr}], weight_decay=0.0)
             for step in range(settings.steps):
-                g = _generator(settings.seed, 3, step)
+                g = step_generator(settings.seed, 3, step)
                 opt.zero_grad(set_to_none=True)
                 # spatial path: one random frame, a per-frame image model
                 k = int(torch.randint(0, latents.shape[2], (1,), generator=g))
@@ -64,14 +60,14 @@ def train_motiondirector(base, frames: np.ndarray, settings: MotionSettings, spa
                 noise = torch.randn(latents.shape, generator=g).to(device)
                 t = torch.randint(0, scheduler.config.num_train_timesteps, (1,), generator=g).to(device)
                 pred = unet(scheduler.add_noise(latents, noise, t), t, text).sample
-                temporal_loss = _debiased_loss(pred, diffusion_target(scheduler, latents, noise, t), g)
+                temporal_loss = debiased_loss(pred, diffusion_target(scheduler, latents, noise, t), g)
                 temporal_loss.backward()
                 for p in temporal:
                     p.requires_grad_(False)
                 torch.nn.utils.clip_grad_norm_(spatial + temporal, 1.0)
                 opt.step()
                 losses.append(float(temporal_loss.detach()))
-            lora = adapters.extract_lora(unet, "md_temporal", TEMPORAL, rank, rank)
+            lora = extract_lora(unet, "md_temporal", TEMPORAL, rank, rank)
         finally:
-            adapters.remove_adapters(unet)
+            remove_adapters(unet)
     return lora, losses

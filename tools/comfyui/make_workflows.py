@@ -1,6 +1,6 @@
 """Write the shipped example workflows (UI format) and their thumbnails.
 
-    python tests/host/make_workflows.py --url http://127.0.0.1:8188   # a ComfyUI with the pack
+    python -m tools.comfyui.make_workflows --url http://127.0.0.1:8188   # a ComfyUI with the pack
 
 The workflows are described below as nodes with widget values BY NAME and links by socket name;
 the running server's /object_info gives the widget order the editor uses, so the written
@@ -15,20 +15,16 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sys
 import urllib.request
 import uuid
 
 import numpy as np
 from PIL import Image, ImageDraw
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-ROOT = os.path.dirname(os.path.dirname(HERE))
-WORKFLOWS = os.path.join(ROOT, "workflows")
-sys.path.insert(0, HERE)
-sys.path.insert(0, ROOT)
+from tools.comfyui.ui_to_api import UPLOAD_FLAGS, WIDGET_TYPES, widget_slots
 
-from ui_to_api import UPLOAD_FLAGS, WIDGET_TYPES, widget_slots  # noqa: E402 - after the sys.path setup
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+WORKFLOWS = os.path.join(ROOT, "workflows")
 
 BASE = "shapes_world (bundled)"
 ZIGZAG = "zigzag.mp4 [bundled]"

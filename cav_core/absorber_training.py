@@ -1,0 +1,128 @@
+"""Stage 1: the appearance absorber.
+
+Temporal layers bypassed, random crops of unordered frames, the appearance caption; learns an
+S-LoRA on spatial attention and/or textual-inversion vectors. Crops are encoded once into a pool;
+each step draws from it with a generator seeded by (seed, stage, step).
+"""
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from . import adapters
+from .adapter_file import TokenEmbeddings
+from .adapters import SPATIAL, LoraWeights
+from .checkpoint import RunCheckpoint
+from .compute import autocast, gradient_checkpointing, on_device
+from .diffusion import diffusion_target, noise_scheduler, step_generator
+from .frames import check_frames, run_identity
+from .latents import encode_frames, random_crops
+from .settings import AbsorberSettings, ComputeSettings
+from .step_loop import Hooks, run_steps
+from .targeting import spatial_targets, temporal_layers_bypassed
+from .text import encode_prompts, ensure_tokens, init_vectors, token_vectors_hooked, with_placeholder
+
+ABSORBER_ADAPTER = "cav_absorber"
+
+
+@dataclass(frozen=True)
+class Absorber:
+    spatial: LoraWeights | None
+    textual_inversion: TokenEmbeddings | None
+    losses: tuple[float, ...] = ()
+
+    @property
+    def tokens(self) -> tuple[str, ...]:
+        return self.textual_inversion.tokens if self.textual_inversion else ()
+
+
+def train_absorber(base, frames: np.ndarray, settings: AbsorberSettings,
+                   compute: ComputeSettings = ComputeSettings(), hooks: Hooks | None = None,
+                   _ckpt: RunCheckpoint | None = None, _saved: dict | None = None) -> Absorber:
+    """Stage 1: learn the reference's appearance on unordered random crops, temporal layers off."""
+    settings.validate()
+    check_frames(base, frames, 1)
+    hooks = hooks or Hooks()
+    if settings.kind == "none" or settings.steps == 0:
+        return Absorber(None, None)
+    device, unet = compute.torch_device, base.unet
+    rng = np.random.default_rng([settings.seed, 1])
+    with on_device(base.vae, device):
+        pool = encode_frames(base.vae, random_crops(frames, settings.crop_pool, settings.crop_range, rng))
+    tokens = (settings.placeholder,) if settings.uses_ti else ()
+    prompt = with_placeholder(settings.prompt or "", tokens)
+    scheduler = noise_scheduler(base)
+    params: list[torch.Tensor] = []
+    groups = []
+    vectors = None
+    if settings.uses_ti:
+        ensure_tokens(base, tokens)
+        vectors = torch.nn.Parameter(init_vectors(base, settings.init_word, len(tokens)).to(device))
+        groups.append({"params": [vectors], "lr": settings.ti_lr})
+        params.append(vectors)
+    ckpt = _ckpt or RunCheckpoint(hooks.checkpoint_path, hooks.checkpoint_every, run_identity(base, frames, settings))
+    stack = contextlib.ExitStack()
+    with stack:
+        stack.enter_context(on_device(unet, device))
+        stack.enter_context(on_device(base.text_encoder, device))
+        stack.callback(adapters.remove_adapters, unet)
+        if settings.uses_slora:
+            adapters.inject_lora(unet, ABSORBER_ADAPTER, spatial_targets(unet), settings.rank, settings.rank,
+                                 seed=settings.seed)
+            lora_params = [p for n, p in unet.named_parameters() if ABSORBER_ADAPTER in n]
+            groups.append({"params": lora_params, "lr": settings.lr})
+            params += lora_params
+        if vectors is not None:
+            stack.enter_context(token_vectors_hooked(base, tokens, vectors))
+            fixed_text = None
+        else:
+            with torch.no_grad():
+                fixed_text = encode_prompts(base, [prompt], device)
+        stack.enter_context(temporal_layers_bypassed(unet))
+        stack.enter_context(gradient_checkpointing(unet, compute.gradient_checkpointing))
+        optimizer = torch.optim.AdamW(groups, weight_decay=0.0)
+        start, losses = 0, []
+        if _saved is not None and _saved["meta"]["stage"] == "absorber":
+            start, losses = RunCheckpoint.restore(_saved, params, optimizer)
+        pool_device = pool.to(device)
+
+        def step_loss(step: int) -> torch.Tensor:
+            g = step_generator(settings.seed, 1, step)
+            idx = torch.randint(0, len(pool_device), (settings.batch,), generator=g)
+            latents = pool_device[idx].unsqueeze(2)  # [B, C, 1, h, w]: each crop is its own clip
+            noise = torch.randn(latents.shape, generator=g).to(device)
+            t = torch.randint(0, scheduler.config.num_train_timesteps, (settings.batch,), generator=g).to(device)
+            text = fixed_text if fixed_text is not None else encode_prompts(base, [prompt], device)
+            with autocast(device, compute.mixed_precision):
+                noisy = scheduler.add_noise(latents, noise, t).to(unet.dtype)
+                pred = unet(noisy, t, text.expand(settings.batch, -1, -1).to(unet.dtype)).sample
+            return F.mse_loss(pred.float(), diffusion_target(scheduler, latents, noise, t).float())
+
+        losses = run_steps("absorber", settings.steps, params, optimizer, step_loss, hooks, ckpt, start,
+                           losses, compute, {})
+        spatial = (adapters.extract_lora(unet, ABSORBER_ADAPTER, SPATIAL, settings.rank, settings.rank)
+                   if settings.uses_slora else None)
+    ti = TokenEmbeddings(tokens, vectors.detach().cpu().float().clone()) if vectors is not None else None
+    return Absorber(spatial, ti, tuple(losses))
+
+
+def absorber_tensors(absorber: Absorber) -> dict[str, torch.Tensor]:
+    """A finished absorber as checkpoint tensors, so a resumed stage 2 need not train it again."""
+    out = {}
+    if absorber.spatial is not None:
+        out.update({f"spatial.{k}": v for k, v in absorber.spatial.tensors.items()})
+    if absorber.textual_inversion is not None:
+        out["ti_vectors"] = absorber.textual_inversion.vectors
+    return out
+
+
+def absorber_from_checkpoint(tensors: dict, losses: list[float], settings: AbsorberSettings) -> Absorber:
+    spatial = {k[len("extra.spatial."):]: v for k, v in tensors.items() if k.startswith("extra.spatial.")}
+    lora = LoraWeights(SPATIAL, settings.rank, float(settings.rank), spatial) if spatial else None
+    ti = (TokenEmbeddings((settings.placeholder,), tensors["extra.ti_vectors"])
+          if "extra.ti_vectors" in tensors else None)
+    return Absorber(lora, ti, tuple(losses))

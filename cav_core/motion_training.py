@@ -1,0 +1,88 @@
+"""Stage 2: the temporal LoRA (T-LoRA).
+
+The absorber is applied and frozen (its S-LoRA on the spatial layers, its token in the caption
+unless the settings leave it out); only LoRA on the temporal layers learns, on the ordered clip.
+Latents and the text states are computed once per run.
+"""
+from __future__ import annotations
+
+import contextlib
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from . import adapters
+from .absorber_training import ABSORBER_ADAPTER, Absorber, absorber_tensors
+from .adapters import TEMPORAL, LoraWeights
+from .checkpoint import RunCheckpoint
+from .compute import autocast, gradient_checkpointing, on_device
+from .diffusion import clean_estimate, debiased_loss, diffusion_target, noise_scheduler, step_generator
+from .frames import check_frames, run_identity
+from .latents import decode_latents, encode_frames
+from .settings import ComputeSettings, MotionSettings
+from .step_loop import Hooks, run_steps
+from .text import encode_prompts, motion_caption, token_embeddings_applied
+
+MOTION_ADAPTER = "cav_motion"
+
+
+def train_motion(base, frames: np.ndarray, settings: MotionSettings, absorber: Absorber | None = None,
+                 compute: ComputeSettings = ComputeSettings(), hooks: Hooks | None = None,
+                 _ckpt: RunCheckpoint | None = None, _saved: dict | None = None) -> tuple[LoraWeights, list[float]]:
+    """Stage 2: with the absorber frozen, learn the T-LoRA on the ordered clip."""
+    settings.validate()
+    check_frames(base, frames)
+    hooks = hooks or Hooks()
+    absorber = absorber or Absorber(None, None)
+    device, unet = compute.torch_device, base.unet
+    alpha = settings.alpha or settings.rank
+    scheduler = noise_scheduler(base)
+    with on_device(base.vae, device):
+        latents = encode_frames(base.vae, frames).permute(1, 0, 2, 3).unsqueeze(0).to(device)  # [1,C,F,h,w]
+    prompt = motion_caption(settings.prompt, absorber.tokens, settings.absorber_token_in_prompt)
+    ckpt = _ckpt or RunCheckpoint(hooks.checkpoint_path, hooks.checkpoint_every, run_identity(base, frames, settings))
+    stack = contextlib.ExitStack()
+    with stack:
+        stack.enter_context(on_device(unet, device))
+        with on_device(base.text_encoder, device), token_embeddings_applied(base, absorber.textual_inversion):
+            with torch.no_grad():
+                text = encode_prompts(base, [prompt], device)  # fixed: the TI is frozen now
+        stack.callback(adapters.remove_adapters, unet)
+        if absorber.spatial is not None:
+            adapters.load_lora(unet, ABSORBER_ADAPTER, absorber.spatial)
+        adapters.inject_lora(unet, MOTION_ADAPTER, settings.targets(unet), settings.rank, alpha, seed=settings.seed)
+        for name, p in unet.named_parameters():
+            p.requires_grad_(MOTION_ADAPTER in name)
+        params = [p for p in unet.parameters() if p.requires_grad]
+        stack.enter_context(gradient_checkpointing(unet, compute.gradient_checkpointing))
+        optimizer = torch.optim.AdamW(params, lr=settings.lr, weight_decay=0.0)
+        start, losses = 0, []
+        if _saved is not None and _saved["meta"]["stage"] == "motion":
+            start, losses = RunCheckpoint.restore(_saved, params, optimizer)
+        last: dict = {}
+
+        def step_loss(step: int) -> torch.Tensor:
+            g = step_generator(settings.seed, 2, step)
+            noise = torch.randn(latents.shape, generator=g).to(device)
+            t = torch.randint(0, scheduler.config.num_train_timesteps, (1,), generator=g).to(device)
+            noisy = scheduler.add_noise(latents, noise, t)
+            with autocast(device, compute.mixed_precision):
+                pred = unet(noisy.to(unet.dtype), t, text.to(unet.dtype)).sample.float()
+            target = diffusion_target(scheduler, latents, noise, t).float()
+            last.update(noisy=noisy.detach(), pred=pred.detach(), t=t)
+            if settings.loss == "debiased":
+                return debiased_loss(pred, target, g)
+            return F.mse_loss(pred, target)
+
+        def preview() -> np.ndarray:
+            x0 = clean_estimate(scheduler, last["noisy"], last["pred"], last["t"])
+            mid = x0.shape[2] // 2
+            with on_device(base.vae, device):
+                frame = decode_latents(base.vae, x0[0, :, mid:mid + 1])[0]
+            return (frame * 255).round().astype(np.uint8)
+
+        losses = run_steps("motion", settings.steps, params, optimizer, step_loss, hooks, ckpt, start,
+                           losses, compute, absorber_tensors(absorber), preview)
+        lora = adapters.extract_lora(unet, MOTION_ADAPTER, TEMPORAL, settings.rank, alpha)
+    return lora, losses
