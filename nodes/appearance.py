@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from comfy_api.latest import io, ui
 
+from .constants import NODE_IDS
 from . import host, types
 from .values import MotionLora, TrainedAbsorber, choose_appearance
 
@@ -11,7 +12,7 @@ class ApplyAppearance(io.ComfyNode):
     @classmethod
     def define_schema(cls) -> io.Schema:
         return io.Schema(
-            node_id="CAV_ApplyAppearance",
+            node_id=NODE_IDS["apply_appearance"],
             display_name=types.display_name("Apply Appearance"),
             category=types.CATEGORY,
             description="Appearance customization: renders a learned look (S-LoRA and/or textual-inversion "

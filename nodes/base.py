@@ -5,6 +5,7 @@ from comfy_api.latest import io, ui
 
 from cav_core.base_model import load_base
 
+from .constants import NODE_IDS
 from . import folders, host, paths, types
 
 
@@ -12,7 +13,7 @@ class LoadBase(io.ComfyNode):
     @classmethod
     def define_schema(cls) -> io.Schema:
         return io.Schema(
-            node_id="CAV_LoadBase",
+            node_id=NODE_IDS["load_base"],
             display_name=types.display_name("Load T2V Base"),
             category=types.CATEGORY,
             description="Loads a UNet3D text-to-video model (ModelScope text-to-video-ms-1.7b, ZeroScope v2) "

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from comfy_api.latest import ComfyExtension, io
 
-from . import folders
+from . import folders, routes
 from .appearance import ApplyAppearance
 from .base import LoadBase
 from .lora import InspectMotionLora, LoadMotionLora, MotionLoraStackNode, SaveMotionLora
@@ -24,4 +24,5 @@ class CustomizeAVideoExtension(ComfyExtension):
 
 def create() -> CustomizeAVideoExtension:
     folders.register()  # at load time, after extra_model_paths.yaml (on_load is never called)
+    routes.register()
     return CustomizeAVideoExtension()

@@ -26,13 +26,14 @@ import torch
 from cav_core.errors import CavError, TrainingInterrupted
 from cav_core.step_loop import Progress
 
+from .constants import EVENTS
 from .convert import preview_picture
 from .values import LoadedBase
 
 log = logging.getLogger("customize_a_video")
 
 PRECISIONS = {"auto": None, "fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
-LOSS_EVENT = "cav.loss"
+LOSS_EVENT = EVENTS["loss"]
 
 
 class BaseModules(torch.nn.Module):

@@ -8,6 +8,7 @@ from comfy_api.latest import io, ui
 
 from cav_core.adapter_file import load_adapter_file
 
+from .constants import NODE_IDS, UI_KEYS
 from . import folders, host, types
 from .values import MotionLora, MotionLoraStack
 
@@ -20,7 +21,7 @@ def _strength(id: str, tooltip: str) -> io.Float.Input:
 
 def stack_ui(stack: MotionLoraStack) -> dict:
     """What the pack's frontend extension draws on the node: each LoRA's strength and share."""
-    return {"cav_stack": stack.mix(),
+    return {UI_KEYS["stack"]: stack.mix(),
             "text": ["\n".join(f"{e['name']}: {e['strength']:+.2f} ({e['share']:.0%})" for e in stack.mix())
                      or "empty stack"]}
 
@@ -35,7 +36,7 @@ class LoadMotionLora(io.ComfyNode):
     @classmethod
     def define_schema(cls) -> io.Schema:
         return io.Schema(
-            node_id="CAV_LoadMotionLora",
+            node_id=NODE_IDS["load_motion_lora"],
             display_name=types.display_name("Load Motion LoRA"),
             category=types.CATEGORY,
             description="Reads a motion LoRA from models/cav_motion_loras and adds it, with a strength, to "
@@ -85,7 +86,7 @@ class MotionLoraStackNode(io.ComfyNode):
         inputs.append(types.MotionLoraStack.Input("stack", optional=True,
                                                   tooltip="A stack to extend (chain stack nodes or loaders)."))
         return io.Schema(
-            node_id="CAV_MotionLoraStack",
+            node_id=NODE_IDS["motion_lora_stack"],
             display_name=types.display_name("Motion LoRA Stack"),
             category=types.CATEGORY,
             description="Combines up to three motion LoRAs with weights (their deltas are added), e.g. a "
@@ -111,7 +112,7 @@ class SaveMotionLora(io.ComfyNode):
     @classmethod
     def define_schema(cls) -> io.Schema:
         return io.Schema(
-            node_id="CAV_SaveMotionLora",
+            node_id=NODE_IDS["save_motion_lora"],
             display_name=types.display_name("Save Motion LoRA"),
             category=types.CATEGORY,
             description="Writes a motion LoRA (safetensors with metadata; the absorber it was trained with is "
@@ -139,7 +140,7 @@ class InspectMotionLora(io.ComfyNode):
     @classmethod
     def define_schema(cls) -> io.Schema:
         return io.Schema(
-            node_id="CAV_InspectMotionLora",
+            node_id=NODE_IDS["inspect_motion_lora"],
             display_name=types.display_name("Inspect Motion LoRA"),
             category=types.CATEGORY,
             description="Shows what a motion LoRA holds: base, rank, layers, the absorber kept with it and "

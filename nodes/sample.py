@@ -7,6 +7,7 @@ from comfy_api.latest import InputImpl, Types, io
 
 from cav_core.sampling import SCHEDULERS, SampleSettings, sample_video
 
+from .constants import NODE_IDS
 from . import host, types
 from .convert import frames_to_image_batch, image_batch_to_frames
 from .values import AppearanceChoice, LoadedBase, MotionLoraStack, check_same_base
@@ -30,7 +31,7 @@ class SampleVideo(io.ComfyNode):
     @classmethod
     def define_schema(cls) -> io.Schema:
         return io.Schema(
-            node_id="CAV_SampleVideo",
+            node_id=NODE_IDS["sample"],
             display_name=types.display_name("Sample Video"),
             category=types.CATEGORY,
             description="Generates a clip from a prompt with the stacked motion LoRAs (absorbers are not used "

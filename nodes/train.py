@@ -13,6 +13,7 @@ from cav_core.settings import ABSORBER_KINDS, MOTION_LOSSES, AbsorberSettings, C
 from cav_core.step_loop import Hooks
 from cav_core.training import training_record
 
+from .constants import NODE_IDS
 from . import folders, host, paths, types
 from .convert import image_batch_to_frames, loss_graph
 from .values import LoadedBase, MotionLora, TrainedAbsorber, check_same_base
@@ -54,7 +55,7 @@ class TrainAbsorber(io.ComfyNode):
     @classmethod
     def define_schema(cls) -> io.Schema:
         return io.Schema(
-            node_id="CAV_TrainAbsorber",
+            node_id=NODE_IDS["train_absorber"],
             display_name=types.display_name("Train Appearance Absorber"),
             category=types.CATEGORY,
             description="Stage 1: learns what the reference LOOKS like (temporal layers off, random crops of "
@@ -117,7 +118,7 @@ class TrainMotionLora(io.ComfyNode):
     @classmethod
     def define_schema(cls) -> io.Schema:
         return io.Schema(
-            node_id="CAV_TrainMotionLora",
+            node_id=NODE_IDS["train_motion_lora_v1"],
             display_name=types.display_name("Train Motion T-LoRA"),
             category=types.CATEGORY,
             description="Stage 2: with the absorber frozen, learns a LoRA on the temporal attention layers "

@@ -3,14 +3,15 @@ from __future__ import annotations
 
 from comfy_api.latest import io
 
-CATEGORY = "Customize-A-Video"
-PACK = "Customize-A-Video"
+from .constants import CATEGORY, PACK, SOCKET_TYPES
 
-T2VBase = io.Custom("CAV_T2V_BASE")  # values.LoadedBase
-Absorber = io.Custom("CAV_ABSORBER")  # values.TrainedAbsorber
-MotionLora = io.Custom("CAV_MOTION_LORA")  # values.MotionLora
-MotionLoraStack = io.Custom("CAV_MOTION_LORA_STACK")  # values.MotionLoraStack
-Appearance = io.Custom("CAV_APPEARANCE")  # values.AppearanceChoice
+T2VBase = io.Custom(SOCKET_TYPES["base"])  # values.LoadedBase
+Absorber = io.Custom(SOCKET_TYPES["absorber"])  # values.TrainedAbsorber
+MotionLora = io.Custom(SOCKET_TYPES["motion_lora"])  # values.MotionLora
+MotionLoraStack = io.Custom(SOCKET_TYPES["motion_lora_stack"])  # values.MotionLoraStack
+Appearance = io.Custom(SOCKET_TYPES["appearance"])  # values.AppearanceChoice
+
+__all__ = ["CATEGORY", "T2VBase", "Absorber", "MotionLora", "MotionLoraStack", "Appearance", "display_name"]
 
 
 def display_name(title: str) -> str:

@@ -8,6 +8,7 @@ from comfy_api.latest import InputImpl, io, ui
 from cav_core.errors import CavError
 from cav_core.video_io import SUPPORTED_EXTENSIONS, VideoOptions, frames_from_array, read_video
 
+from .constants import NODE_IDS
 from . import folders, host, types
 from .convert import frames_to_image_batch, image_batch_to_frames
 
@@ -37,7 +38,7 @@ class LoadReferenceVideo(io.ComfyNode):
     @classmethod
     def define_schema(cls) -> io.Schema:
         return io.Schema(
-            node_id="CAV_LoadReferenceVideo",
+            node_id=NODE_IDS["load_reference"],
             display_name=types.display_name("Load Reference Video"),
             category=types.CATEGORY,
             description="The reference clip whose motion is learned. Pick a bundled clip or upload one; "

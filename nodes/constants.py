@@ -1,0 +1,43 @@
+"""Names the Python nodes and the frontend (js/) share: node ids, socket types, events, UI keys.
+
+This module is their one home: the nodes read it, and ``routes`` serves it to the frontend, whose
+``js/constants.js`` fetches it before any node is registered. No ComfyUI import.
+"""
+from __future__ import annotations
+
+PACK = "Customize-A-Video"
+CATEGORY = PACK
+
+# role -> node id (the id is what saved workflows store: never change one, deprecate it instead)
+NODE_IDS = {
+    "load_base": "CAV_LoadBase",
+    "load_reference": "CAV_LoadReferenceVideo",
+    "train_absorber": "CAV_TrainAbsorber",
+    "train_motion": "CAV_TrainMotion",
+    "load_motion_lora": "CAV_LoadMotionLora",
+    "motion_lora_stack": "CAV_MotionLoraStack",
+    "apply_appearance": "CAV_ApplyAppearance",
+    "sample": "CAV_SampleVideo",
+    "save_motion_lora": "CAV_SaveMotionLora",
+    "inspect_motion_lora": "CAV_InspectMotionLora",
+    # deprecated: kept so that saved workflows load and run
+    "train_motion_lora_v1": "CAV_TrainMotionLora",
+}
+
+# role -> socket type
+SOCKET_TYPES = {
+    "base": "CAV_T2V_BASE",
+    "absorber": "CAV_ABSORBER",
+    "motion_lora": "CAV_MOTION_LORA",
+    "motion_lora_stack": "CAV_MOTION_LORA_STACK",
+    "appearance": "CAV_APPEARANCE",
+}
+
+EVENTS = {"loss": "cav.loss"}  # websocket events the nodes send
+UI_KEYS = {"stack": "cav_stack"}  # keys of the ui dicts nodes return, read by the frontend
+
+ROUTE = "/customize_a_video/constants"  # where the frontend reads this module
+
+
+def as_json() -> dict:
+    return {"pack": PACK, "node_ids": NODE_IDS, "socket_types": SOCKET_TYPES, "events": EVENTS, "ui_keys": UI_KEYS}

@@ -1,0 +1,22 @@
+"""The pack's HTTP routes on ComfyUI's server."""
+from __future__ import annotations
+
+from aiohttp import web
+
+from . import constants
+
+_registered = False
+
+
+def register() -> None:
+    """Serve ``constants`` to the frontend (once per server)."""
+    global _registered
+    if _registered:
+        return
+    from server import PromptServer
+
+    @PromptServer.instance.routes.get(constants.ROUTE)
+    async def shared_constants(request: web.Request) -> web.Response:
+        return web.json_response(constants.as_json())
+
+    _registered = True
