@@ -40,6 +40,7 @@ class LoadBase(io.ComfyNode):
             dtype, vae_dtype = host.choose_dtypes(precision)
             base = load_base(source, dtype=dtype, device=host.offload_device(), vae_dtype=vae_dtype)
             loaded = host.manage(base, model)
-        info = (f"{base.describe}: {base.default_size}x{base.default_size}, {base.default_frames} frames, "
-                f"{str(dtype).replace('torch.', '')}, runs on {host.compute_device()}")
+        width, height = base.default_size
+        info = (f"{base.describe}: {width}x{height}, {base.default_frames} frames at {base.default_fps:g} fps, "
+                f"{str(dtype).replace('torch.', '')}, runs on {host.compute_device()}; {base.recipe.summary()}")
         return io.NodeOutput(loaded, ui=ui.PreviewText(info))

@@ -8,12 +8,13 @@ from .appearance import ApplyAppearance
 from .base import LoadBase
 from .lora import InspectMotionLora, LoadMotionLora, MotionLoraStackNode, SaveMotionLora
 from .sample import SampleVideo
-from .train import TrainAbsorber, TrainMotionLora
+from .deprecated import DEPRECATED_NODES
+from .train import TrainAbsorber, TrainMotion
 from .video import LoadReferenceVideo
 
 NODES: list[type[io.ComfyNode]] = [
-    LoadBase, LoadReferenceVideo, TrainAbsorber, TrainMotionLora, LoadMotionLora, MotionLoraStackNode,
-    ApplyAppearance, SampleVideo, SaveMotionLora, InspectMotionLora,
+    LoadBase, LoadReferenceVideo, TrainAbsorber, TrainMotion, LoadMotionLora, MotionLoraStackNode,
+    ApplyAppearance, SampleVideo, SaveMotionLora, InspectMotionLora, *DEPRECATED_NODES,
 ]
 
 

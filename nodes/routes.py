@@ -9,11 +9,12 @@ _registered = False
 
 
 def register() -> None:
-    """Serve ``constants`` to the frontend (once per server)."""
+    """Serve ``constants`` to the frontend (once per server; nothing to do without a server)."""
     global _registered
-    if _registered:
-        return
     from server import PromptServer
+
+    if _registered or getattr(PromptServer, "instance", None) is None:
+        return
 
     @PromptServer.instance.routes.get(constants.ROUTE)
     async def shared_constants(request: web.Request) -> web.Response:

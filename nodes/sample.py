@@ -18,7 +18,7 @@ SEED_MAX = 0xFFFFFFFFFFFFFFFF
 def sample_settings(base, prompt: str, negative: str, seed: int, steps: int, cfg: float, frames: int, width: int,
                     height: int, scheduler: str, noise_prior: float) -> SampleSettings:
     """The node's widgets as engine settings; 0 for frames / width / height means the base's default."""
-    width, height = (width or base.default_size), (height or base.default_size)
+    width, height = (width or base.default_size[0]), (height or base.default_size[1])
     base.check_frame_size(width, height, "the requested video size")
     settings = SampleSettings(prompt=prompt, negative=negative, seed=seed, steps=steps, cfg=cfg,
                               frames=frames or base.default_frames, size=(width, height),
@@ -50,15 +50,15 @@ class SampleVideo(io.ComfyNode):
                 io.Float.Input("cfg", default=7.5, min=0.0, max=30.0, step=0.1, round=0.01,
                                tooltip="Guidance scale: how strongly the prompt is followed."),
                 io.Int.Input("frames", default=0, min=0, max=1024,
-                             tooltip="Frames to generate (0 = the base's default, 16 for ModelScope)."),
+                             tooltip="Frames to generate (0 = the base's, from its recipe)."),
                 io.Int.Input("width", default=0, min=0, max=4096, step=8,
-                             tooltip="Width in pixels (0 = the base's default, 256 for ModelScope)."),
+                             tooltip="Width in pixels (0 = the base's, from its recipe)."),
                 io.Int.Input("height", default=0, min=0, max=4096, step=8,
-                             tooltip="Height in pixels (0 = the base's default)."),
+                             tooltip="Height in pixels (0 = the base's, from its recipe)."),
                 io.Combo.Input("scheduler", options=list(SCHEDULERS), default="ddim",
                                tooltip="ddim, dpm++ (DPM-Solver++, good in fewer steps) or euler."),
-                io.Float.Input("fps", default=8.0, min=0.5, max=120.0, step=0.5,
-                               tooltip="Frame rate given to the video output (ModelScope clips are ~8 fps)."),
+                io.Float.Input("fps", default=0.0, min=0.0, max=120.0, step=0.5,
+                               tooltip="Frame rate given to the video output (0 = the base's, from its recipe)."),
                 io.Float.Input("noise_prior", default=0.0, min=0.0, max=0.5, step=0.05,
                                tooltip="Mix the noised reference into the start noise (0 = off) for closer "
                                        "layout following; needs the reference input."),
@@ -72,7 +72,7 @@ class SampleVideo(io.ComfyNode):
             ],
             outputs=[
                 io.Image.Output(display_name="frames", tooltip="The generated frames (IMAGE batch)."),
-                io.Float.Output(display_name="fps", tooltip="The fps setting, for Create Video / Video Combine."),
+                io.Float.Output(display_name="fps", tooltip="The frame rate, for Create Video / Video Combine."),
                 io.Video.Output(display_name="video", tooltip="The frames as a VIDEO, for Save Video."),
             ],
         )
@@ -97,6 +97,7 @@ class SampleVideo(io.ComfyNode):
                                  appearance.to_engine() if appearance else None, device=device,
                                  on_step=host.StepProgress(steps), should_stop=host.should_stop,
                                  reference_frames=ref)
+        fps = fps or base.base.default_fps
         images = frames_to_image_batch(video, host.intermediate_device())
         clip = InputImpl.VideoFromComponents(Types.VideoComponents(
             images=images, audio=None, frame_rate=Fraction(fps).limit_denominator(1000)))

@@ -14,12 +14,15 @@ from .convert import frames_to_image_batch, image_batch_to_frames
 
 
 def video_options(max_frames: int, skip_first: int, every_nth: int, target_fps: float,
-                  width: int, height: int) -> VideoOptions:
-    """The node's widgets as the engine's frame-selection options (0 = keep)."""
+                  width: int, height: int, base=None) -> VideoOptions:
+    """The node's widgets as the engine's frame-selection options. 0 means the connected base's
+    recipe (``base``, a cav_core BaseModel), or without a base: all frames, the source size."""
     if (width == 0) != (height == 0):
-        raise CavError(f"set both width and height, or both to 0 to keep the source size (got {width}x{height})")
-    size = (width, height) if width else None
-    return VideoOptions(max_frames=max_frames, skip_first=skip_first, every_nth=every_nth,
+        raise CavError(f"set both width and height, or both to 0 for the base's size (or the source's without "
+                       f"a base) (got {width}x{height})")
+    size = (width, height) if width else (base.default_size if base is not None else None)
+    frames = max_frames or (base.default_frames if base is not None else 0)
+    return VideoOptions(max_frames=frames, skip_first=skip_first, every_nth=every_nth,
                         target_fps=target_fps, size=size)
 
 
@@ -49,9 +52,9 @@ class LoadReferenceVideo(io.ComfyNode):
                                tooltip="A clip in ComfyUI's input folder (upload with the button) or one of "
                                        "the clips bundled with the pack. Ignored when images or "
                                        "video_input is connected."),
-                io.Int.Input("max_frames", default=16, min=0, max=4096,
-                             tooltip="Keep at most this many frames (0 = all). Decoding stops at the cap; "
-                                     "16 suits ModelScope / ZeroScope and the bundled model."),
+                io.Int.Input("max_frames", default=0, min=0, max=4096,
+                             tooltip="Keep at most this many frames. 0 = the connected base's frame count (its "
+                                     "recipe), or all frames without a base. Decoding stops at the cap."),
                 io.Int.Input("skip_first", default=0, min=0, max=100000,
                              tooltip="Drop this many frames at the start of the source."),
                 io.Int.Input("every_nth", default=1, min=1, max=1000,
@@ -60,10 +63,10 @@ class LoadReferenceVideo(io.ComfyNode):
                                tooltip="Resample to this frame rate first (0 = keep the source rate; never "
                                        "raises the rate)."),
                 io.Int.Input("width", default=0, min=0, max=4096, step=8,
-                             tooltip="Resize and centre-crop to this width (0 with height 0 = keep the size). "
-                                     "Training needs the base's sample size, e.g. 256 for ModelScope."),
+                             tooltip="Resize and centre-crop to this width. 0 with height 0 = the connected "
+                                     "base's size (its recipe), or the source size without a base."),
                 io.Int.Input("height", default=0, min=0, max=4096, step=8,
-                             tooltip="Resize and centre-crop to this height (0 with width 0 = keep the size)."),
+                             tooltip="Resize and centre-crop to this height (0 with width 0: see width)."),
                 io.Image.Input("images", optional=True,
                                tooltip="Optional frames from another node (VHS Load Video, Get Video "
                                        "Components); used instead of the file when connected."),
@@ -72,6 +75,9 @@ class LoadReferenceVideo(io.ComfyNode):
                 io.Video.Input("video_input", optional=True,
                                tooltip="Optional core VIDEO (Load Video, Create Video); used instead of the "
                                        "file when connected, and before images."),
+                types.T2VBase.Input("base", optional=True,
+                                    tooltip="The base the clip will train: its recipe gives the frame count and "
+                                            "size wherever max_frames, width and height are 0."),
             ],
             outputs=[
                 io.Image.Output(display_name="frames", tooltip="The selected frames, in order."),
@@ -100,9 +106,10 @@ class LoadReferenceVideo(io.ComfyNode):
     @classmethod
     def execute(cls, video: str, max_frames: int, skip_first: int, every_nth: int, target_fps: float,
                 width: int, height: int, images=None, images_fps: float = 8.0,
-                video_input=None) -> io.NodeOutput:
+                video_input=None, base=None) -> io.NodeOutput:
         with host.engine_call():
-            options = video_options(max_frames, skip_first, every_nth, target_fps, width, height)
+            options = video_options(max_frames, skip_first, every_nth, target_fps, width, height,
+                                    base.base if base is not None else None)
             if video_input is not None:
                 clip = read_video_input(video_input, options)
             elif images is not None:

@@ -35,7 +35,7 @@ def test_fused_matches_unfused_and_base_is_restored(tiny_base):
     fused = sample_video(tiny_base, _settings(fuse=True), loras)
     unfused = sample_video(tiny_base, _settings(fuse=False), loras)
     # CUDA convolutions round through TF32 by default, and fused weights round differently from a
-    # separate LoRA branch: about 1e-4 apart on an H200 (session 13), 1e-6 on the CPU.
+    # separate LoRA branch: about 1e-4 apart on an H200, 1e-6 on the CPU.
     tolerance = 1e-4 if default_device().type == "cpu" else 1e-3
     assert np.allclose(fused, unfused, atol=tolerance)
     assert not np.allclose(fused, plain, atol=1e-3)

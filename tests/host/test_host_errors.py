@@ -24,11 +24,11 @@ def reference(video: str = "zigzag.mp4 [bundled]") -> dict:
 
 
 def train_motion(name: str, steps: int, save: bool = True, preview_every: int = 0) -> dict:
-    return {"class_type": "CAV_TrainMotionLora",
+    return {"class_type": "CAV_TrainMotion",
             "inputs": {"base": ["1", 0], "reference": ["2", 0], "prompt": "a red square moving", "steps": steps,
                        "lr": 1e-3, "rank": 2, "seed": 0, "name": name, "save": save, "preview_every": preview_every,
-                       "loss": "mse", "include_transformer_in": True, "include_feed_forward": False,
-                       "include_temporal_convs": False}}
+                       "loss": "mse", "include_transformer_in": "on", "include_feed_forward": "off",
+                       "include_temporal_convs": "off"}}
 
 
 def sample(**links) -> dict:

@@ -7,8 +7,9 @@ import os
 from .host_client import PACK_DIR_NAME, ROOT, TINY_BASE
 
 NODE_IDS = {
-    "CAV_LoadBase", "CAV_LoadReferenceVideo", "CAV_TrainAbsorber", "CAV_TrainMotionLora", "CAV_LoadMotionLora",
+    "CAV_LoadBase", "CAV_LoadReferenceVideo", "CAV_TrainAbsorber", "CAV_TrainMotion", "CAV_LoadMotionLora",
     "CAV_MotionLoraStack", "CAV_ApplyAppearance", "CAV_SampleVideo", "CAV_SaveMotionLora", "CAV_InspectMotionLora",
+    "CAV_TrainMotionLora",  # deprecated, kept for saved workflows
 }
 CATEGORY = "Customize-A-Video"
 WORKFLOW_NAMES = sorted(os.path.splitext(os.path.basename(p))[0]

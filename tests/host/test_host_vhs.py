@@ -56,7 +56,7 @@ def test_vhs_load_video_feeds_training_and_video_combine_saves_the_sample(vhs):
         "2": load_base,
         # VHS gives no fps with the frames; its frame rate output is not an IMAGE batch property.
         "3": _node(vhs, "CAV_LoadReferenceVideo", images=["1", 0], images_fps=8.0),
-        "4": _node(vhs, "CAV_TrainMotionLora", base=["2", 0], reference=["3", 0], steps=2, preview_every=0,
+        "4": _node(vhs, "CAV_TrainMotion", base=["2", 0], reference=["3", 0], steps=2, preview_every=0,
                    prompt="a red square moving on a white background"),
         "5": _node(vhs, "CAV_MotionLoraStack", motion_lora_1=["4", 0]),
         "6": _node(vhs, "CAV_SampleVideo", base=["2", 0], motion_loras=["5", 0], steps=2, frames=FRAMES,

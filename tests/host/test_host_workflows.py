@@ -1,8 +1,9 @@
-"""Every shipped workflow, converted from its UI-format file, runs through POST /prompt.
+"""Every shipped workflow, converted from its UI-format file, runs through POST /prompt, and so
+does a workflow saved before the training settings could be auto (its nodes are deprecated, not gone).
 
 The workflows are shipped for the bundled shapes-world model. To keep the suite short the
 converted prompts get fewer steps (2 training steps per stage, 2 denoising steps); frame counts
-and sizes stay as shipped and are checked on the saved videos. Without the bundled model the
+and sizes stay as shipped (0: the base's recipe) and are checked on the saved videos. Without the bundled model the
 workflow runs are skipped, unless CAV_HOST_TEST_BASE=tiny runs them on the tiny random-init base
 or CAV_HOST_TEST_BASE=/path/to/a/text-to-video/folder on that base (e.g. a shapes-world export).
 """
@@ -19,7 +20,9 @@ from .host_client import ROOT, TOY_MODEL, assert_success, base_choice, messages,
 from tools.comfyui.ui_to_api import ui_to_api
 
 WORKFLOWS = sorted(glob.glob(os.path.join(ROOT, "workflows", "*.json")))
-SHORT_STEPS = {"CAV_TrainAbsorber": 2, "CAV_TrainMotionLora": 2, "CAV_SampleVideo": 2}
+OLD_WORKFLOW = os.path.join(ROOT, "tests", "data", "workflow_one_shot_before_recipes.json")
+MOTION_TRAINERS = ("CAV_TrainMotion", "CAV_TrainMotionLora")
+SHORT_STEPS = {"CAV_TrainAbsorber": 2, "CAV_SampleVideo": 2, **{t: 2 for t in MOTION_TRAINERS}}
 
 
 def shipped_prompt(host, path: str) -> dict:
@@ -33,7 +36,7 @@ def shipped_prompt(host, path: str) -> dict:
         inputs = node["inputs"]
         if node["class_type"] in SHORT_STEPS:
             inputs["steps"] = SHORT_STEPS[node["class_type"]]
-        if node["class_type"] == "CAV_TrainMotionLora":
+        if node["class_type"] in MOTION_TRAINERS:
             inputs["preview_every"] = 1  # exercise the previews too
         if node["class_type"] == "CAV_LoadBase" and base:
             inputs["model"] = base
@@ -64,8 +67,9 @@ def check_outputs(host, prompt: dict, entry: dict) -> None:
         path = os.path.join(host.dirs["output"], files[0]["subfolder"], files[0]["filename"])
         assert os.path.isfile(path), path
         sample = prompt[upstream(prompt, node_id, "CAV_SampleVideo")]["inputs"]
-        assert (sample["frames"], sample["width"], sample["height"]) != (0, 0, 0), "set explicitly in the workflows"
-        assert read_video(path) == (sample["frames"], sample["width"], sample["height"])
+        base = loaded_base(host, prompt[upstream(prompt, node_id, "CAV_LoadBase")]["inputs"]["model"])
+        width, height = sample["width"] or base.default_size[0], sample["height"] or base.default_size[1]
+        assert read_video(path) == (sample["frames"] or base.default_frames, width, height)
     for node_id in (k for k, v in prompt.items() if v["class_type"] == "PreviewImage"):
         assert outputs[node_id]["images"]
         for image in outputs[node_id]["images"]:
@@ -73,15 +77,36 @@ def check_outputs(host, prompt: dict, entry: dict) -> None:
             assert host.request("GET", f"/view?{query}")[0] == 200
 
 
-@pytest.mark.parametrize("path", WORKFLOWS, ids=lambda p: os.path.splitext(os.path.basename(p))[0])
+def loaded_base(host, choice: str):
+    """The base a Load T2V Base choice names, loaded here to read its recipe's defaults."""
+    from cav_core import load_base
+
+    folder = os.path.join(host.dirs["diffusers"], choice)
+    return load_base(folder if os.path.isdir(folder) else os.path.dirname(TOY_MODEL))  # else: the bundled one
+
+
+@pytest.mark.parametrize("path", [*WORKFLOWS, OLD_WORKFLOW], ids=lambda p: os.path.splitext(os.path.basename(p))[0])
 def test_shipped_workflow_runs(host, path):
     prompt = shipped_prompt(host, path)
     entry = host.run(prompt)
     assert_success(host, entry)
     check_outputs(host, prompt, entry)
     for node in prompt.values():  # a training node asked to save wrote its file to the yaml folder
-        if node["class_type"] == "CAV_TrainMotionLora" and node["inputs"]["save"]:
+        if node["class_type"] in MOTION_TRAINERS and node["inputs"]["save"]:
             assert any(f.startswith(node["inputs"]["name"]) for f in os.listdir(host.dirs["loras"]))
+
+
+def test_the_old_workflow_trains_with_its_saved_settings(host):
+    """Its deprecated motion node still trains what the saved values say (rank 16, convolutions on)."""
+    prompt = shipped_prompt(host, OLD_WORKFLOW)
+    trainer = next(k for k, v in prompt.items() if v["class_type"] == "CAV_TrainMotionLora")
+    inputs = prompt[trainer]["inputs"]
+    assert (inputs["rank"], inputs["include_temporal_convs"], inputs["absorber_token_in_prompt"]) == (16, True, False)
+    inputs["seed"] = 1  # not the cached run of test_shipped_workflow_runs: this one must execute
+    entry = host.run(prompt)
+    assert_success(host, entry)
+    text = entry["outputs"][trainer]["text"][0]
+    assert "rank 16" in text and "temporal convs" in text and "absorber token out" in text
 
 
 def test_changing_only_the_sampler_reuses_the_trained_lora(host):

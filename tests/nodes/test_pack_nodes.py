@@ -19,8 +19,8 @@ REFERENCE = dict(video="zigzag.mp4 [bundled]", max_frames=8, skip_first=0, every
 ABSORBER = dict(kind="dual", appearance_prompt="a red square", steps=2, lr=1e-3, ti_lr=5e-3, rank=2,
                 crop_min=0.33, crop_max=0.67, seed=0)
 MOTION = dict(prompt="a red square moving", steps=2, lr=1e-3, rank=2, seed=0, name="zigzag", save=False,
-              preview_every=1, loss="mse", include_transformer_in=True, include_feed_forward=False,
-              include_temporal_convs=False, absorber_token_in_prompt=True)
+              preview_every=1, loss="mse", include_transformer_in="on", include_feed_forward="off",
+              include_temporal_convs="off", absorber_token_in_prompt="on")
 SAMPLE = dict(prompt="a blue circle", negative="", seed=3, steps=2, cfg=5.0, frames=5, width=16, height=12,
               scheduler="ddim", fps=8.0, noise_prior=0.0)
 
@@ -46,7 +46,8 @@ def test_entrypoint_is_v3_only_with_every_node(pack, comfy):
     extension = asyncio.run(pack.comfy_entrypoint())
     node_list = asyncio.run(extension.get_node_list())
     schemas = [cls.GET_SCHEMA() for cls in node_list]
-    assert len({s.node_id for s in schemas}) == len(schemas) == 10
+    assert len({s.node_id for s in schemas}) == len(schemas) == 11
+    assert [s.node_id for s in schemas if s.is_deprecated] == ["CAV_TrainMotionLora"]
     for schema in schemas:
         assert schema.node_id.startswith("CAV_") and schema.category == "Customize-A-Video"
         assert schema.display_name.endswith("(Customize-A-Video)") and schema.description
@@ -61,7 +62,7 @@ def test_one_shot_chain_trains_saves_loads_and_samples(nodes, chain, host_dirs, 
     weights_before = state(base.base.unet)
     absorber, absorber_graph = run(nodes["CAV_TrainAbsorber"], base=base, reference=frames, **ABSORBER).result
     assert absorber.kind == "dual" and absorber_graph.shape == (1, 256, 512, 3)
-    motion, _, saved = run(nodes["CAV_TrainMotionLora"], base=base, reference=frames, absorber=absorber,
+    motion, _, saved = run(nodes["CAV_TrainMotion"], base=base, reference=frames, absorber=absorber,
                                **{**MOTION, "save": True, "name": "../zig zag"}).result
     assert saved == "zig zag.safetensors" and os.listdir(host_dirs.loras) == [saved]
     assert motion.adapter.kinds == ["temporal", "spatial", "textual_inversion"]
@@ -85,8 +86,8 @@ def test_one_shot_chain_trains_saves_loads_and_samples(nodes, chain, host_dirs, 
 
 def test_motion_node_can_adapt_the_temporal_convolutions(nodes, chain):
     base, frames = chain
-    motion = run(nodes["CAV_TrainMotionLora"], base=base, reference=frames,
-                 **{**MOTION, "include_temporal_convs": True}).result[0]
+    motion = run(nodes["CAV_TrainMotion"], base=base, reference=frames,
+                 **{**MOTION, "include_temporal_convs": "on"}).result[0]
     assert any(".temp_convs." in t for t in motion.temporal.targets)
     assert motion.adapter.training["include_temporal_convs"] is True
     stack = run(nodes["CAV_MotionLoraStack"], motion_lora_1=motion, strength_1=1.0, strength_2=1.0,
@@ -100,8 +101,8 @@ def test_motion_node_can_leave_the_absorbers_token_out_of_its_caption(nodes, cha
     absorber = run(nodes["CAV_TrainAbsorber"], base=base, reference=frames, **ABSORBER).result[0]
     losses = {}
     for token in (True, False):
-        motion = run(nodes["CAV_TrainMotionLora"], base=base, reference=frames, absorber=absorber,
-                     **{**MOTION, "absorber_token_in_prompt": token}).result[0]
+        motion = run(nodes["CAV_TrainMotion"], base=base, reference=frames, absorber=absorber,
+                     **{**MOTION, "absorber_token_in_prompt": "on" if token else "off"}).result[0]
         assert motion.adapter.training["absorber_token_in_prompt"] is token
         recorded = motion.adapter.training["absorber"]  # the absorber node's settings, carried through
         assert (recorded["kind"], recorded["rank"], recorded["crop_range"]) == ("dual", 2, [0.33, 0.67])
@@ -111,13 +112,56 @@ def test_motion_node_can_leave_the_absorbers_token_out_of_its_caption(nodes, cha
     assert losses[True] != losses[False]  # the caption, so the conditioning, differs
 
 
+AUTO_MOTION = {**MOTION, "steps": 0, "lr": 0.0, "rank": 0, "loss": "auto", "include_transformer_in": "auto",
+               "include_feed_forward": "auto", "include_temporal_convs": "auto", "absorber_token_in_prompt": "auto"}
+
+
+def test_auto_settings_are_the_bases_recipe_and_explicit_values_win(nodes, comfy):
+    """On auto, the motion node trains with the base's recipe (the bundled base's own file)."""
+    toy = run(nodes["CAV_LoadBase"], model="shapes_world (bundled)", precision="auto")
+    assert "recipe 'shapes_world'" in toy.ui.value
+    toy = toy.result[0]
+    train = nodes["CAV_TrainMotion"]
+    keys = ("prompt", "steps", "lr", "rank", "seed", "loss", "include_transformer_in", "include_feed_forward",
+            "include_temporal_convs", "absorber_token_in_prompt")
+    auto = train.settings(toy, **{k: AUTO_MOTION[k] for k in keys})
+    assert (auto.steps, auto.rank, auto.include_temporal_convs, auto.absorber_token_in_prompt) == (1000, 16, True, False)
+    assert auto == toy.base.recipe.motion_settings(prompt=MOTION["prompt"])
+    explicit = train.settings(toy, **{k: AUTO_MOTION[k] for k in keys} | {"rank": 3, "include_temporal_convs": "off"})
+    assert (explicit.rank, explicit.include_temporal_convs, explicit.steps) == (3, False, 1000)
+    # A base without a recipe file trains with the paper's settings.
+    tiny = run(nodes["CAV_LoadBase"], model=TINY, precision="auto").result[0]
+    paper = train.settings(tiny, **{k: AUTO_MOTION[k] for k in keys})
+    assert (paper.steps, paper.rank, paper.include_temporal_convs, paper.absorber_token_in_prompt) == (300, 4, False, True)
+    absorber = nodes["CAV_TrainAbsorber"]
+    frames = run(nodes["CAV_LoadReferenceVideo"], **{**REFERENCE, "max_frames": 0, "width": 0, "height": 0},
+                 base=toy).result[0]
+    assert frames.shape == (16, 64, 64, 3)  # the recipe's frame count and size
+    out = run(absorber, base=toy, reference=frames, **{**ABSORBER, "kind": "auto", "steps": 1, "lr": 0.0,
+                                                       "ti_lr": 0.0, "rank": 0, "crop_min": 0.0, "crop_max": 0.0})
+    assert out.result[0].kind == "dual" and out.result[0].settings.crop_range == (0.33, 0.67)
+    assert "shapes_world recipe" in out.ui.value
+
+
+def test_the_deprecated_motion_node_trains_what_its_saved_booleans_say(nodes, chain):
+    base, frames = chain
+    old = run(nodes["CAV_TrainMotionLora"], base=base, reference=frames,
+              **{**MOTION, "include_temporal_convs": True, "include_transformer_in": True,
+                 "include_feed_forward": False, "absorber_token_in_prompt": False}).result[0]
+    new = run(nodes["CAV_TrainMotion"], base=base, reference=frames,
+              **{**MOTION, "include_temporal_convs": "on", "absorber_token_in_prompt": "off"}).result[0]
+    assert old.temporal.targets == new.temporal.targets and any(".temp_convs." in t for t in old.temporal.targets)
+    assert all(torch.equal(old.temporal.tensors[k], new.temporal.tensors[k]) for k in new.temporal.tensors)
+    assert old.adapter.training["absorber_token_in_prompt"] is False
+
+
 def test_training_nodes_can_checkpoint_gradients(nodes, chain):
     """The low-memory switch reaches the engine and trains the same LoRA (recomputation only)."""
     base, frames = chain
     absorbers = {c: run(nodes["CAV_TrainAbsorber"], base=base, reference=frames, **ABSORBER,
                         gradient_checkpointing=c).result[0] for c in (False, True)}
     assert np.allclose(absorbers[True].absorber.losses, absorbers[False].absorber.losses, atol=1e-5)
-    motions = {c: run(nodes["CAV_TrainMotionLora"], base=base, reference=frames, **MOTION,
+    motions = {c: run(nodes["CAV_TrainMotion"], base=base, reference=frames, **MOTION,
                       gradient_checkpointing=c).result[0] for c in (False, True)}
     assert motions[True].adapter.training["gradient_checkpointing"] is True
     assert motions[False].adapter.training["gradient_checkpointing"] is False
@@ -155,7 +199,7 @@ def test_training_evicts_other_models_and_sampling_keeps_them_when_there_is_room
         assert loaded(comfy, other)
         run(nodes["CAV_SampleVideo"], base=base, **SAMPLE)  # needs far less than the free RAM
         assert loaded(comfy, base.patcher) and loaded(comfy, other)
-        run(nodes["CAV_TrainMotionLora"], base=base, reference=frames, **MOTION)  # asks for everything
+        run(nodes["CAV_TrainMotion"], base=base, reference=frames, **MOTION)  # asks for everything
         assert loaded(comfy, base.patcher) and not loaded(comfy, other)
         assert all(p.device == torch.device("cpu") for p in other.model.parameters())
     finally:
@@ -167,18 +211,18 @@ def test_interrupt_becomes_comfy_interrupt_and_writes_nothing(nodes, chain, comf
     base, frames = chain
     comfy.mm.interrupt_current_processing(True)
     with pytest.raises(comfy.mm.InterruptProcessingException):
-        run(nodes["CAV_TrainMotionLora"], base=base, reference=frames, **{**MOTION, "save": True})
+        run(nodes["CAV_TrainMotion"], base=base, reference=frames, **{**MOTION, "save": True})
     assert os.listdir(host_dirs.loras) == []
     assert not comfy.mm.processing_interrupted()  # cleared, the next prompt is not interrupted
     assert not any(hasattr(m, "lora_A") for m in base.base.unet.modules())  # base left clean
-    run(nodes["CAV_TrainMotionLora"], base=base, reference=frames, **{**MOTION, "save": True})
+    run(nodes["CAV_TrainMotion"], base=base, reference=frames, **{**MOTION, "save": True})
     assert os.listdir(host_dirs.loras) == ["zigzag.safetensors"]
 
 
 def test_engine_errors_are_plain_node_errors_with_the_message(nodes, chain):
     base, frames = chain
     with pytest.raises(Exception, match="the motion prompt is empty") as caught:
-        run(nodes["CAV_TrainMotionLora"], base=base, reference=frames, **{**MOTION, "prompt": "  "})
+        run(nodes["CAV_TrainMotion"], base=base, reference=frames, **{**MOTION, "prompt": "  "})
     assert type(caught.value) is Exception
     with pytest.raises(Exception, match="multiples of 4"):
         run(nodes["CAV_SampleVideo"], base=base, **{**SAMPLE, "width": 18})
@@ -244,7 +288,7 @@ def test_reference_validation_and_fingerprint(nodes, host_dirs):
 
 def test_save_node_sanitizes_and_numbers_names(nodes, chain, host_dirs):
     base, frames = chain
-    motion = run(nodes["CAV_TrainMotionLora"], base=base, reference=frames, **{**MOTION, "steps": 1}).result[0]
+    motion = run(nodes["CAV_TrainMotion"], base=base, reference=frames, **{**MOTION, "steps": 1}).result[0]
     save = nodes["CAV_SaveMotionLora"]
     assert run(save, motion_lora=motion, name="../../a/b", overwrite=False).result[0] == "b.safetensors"
     assert run(save, motion_lora=motion, name="b", overwrite=False).result[0] == "b_00001.safetensors"
@@ -267,7 +311,7 @@ def test_half_precision_base_samples_on_the_cpu_and_refuses_to_train_there(nodes
     assert torch.isfinite(images).all() and images.std() > 0
     frames = run(nodes["CAV_LoadReferenceVideo"], **REFERENCE).result[0]
     with pytest.raises(Exception, match="load the base with precision fp32"):
-        run(nodes["CAV_TrainMotionLora"], base=base, reference=frames, **MOTION)
+        run(nodes["CAV_TrainMotion"], base=base, reference=frames, **MOTION)
 
 
 def test_auto_precision_is_comfyuis_choice_for_each_module(nodes, comfy, monkeypatch):

@@ -21,6 +21,8 @@ import uuid
 import numpy as np
 from PIL import Image, ImageDraw
 
+from nodes.constants import NODE_IDS as ID
+from nodes.constants import SOCKET_TYPES as SOCKET
 from tools.comfyui.ui_to_api import UPLOAD_FLAGS, WIDGET_TYPES, widget_slots
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -29,20 +31,9 @@ WORKFLOWS = os.path.join(ROOT, "workflows")
 BASE = "shapes_world (bundled)"
 ZIGZAG = "zigzag.mp4 [bundled]"
 EIGHT = "figure_eight.mp4 [bundled]"
-REF = dict(max_frames=16, skip_first=0, every_nth=1, target_fps=0.0, width=64, height=64, images_fps=8.0)
-ABSORBER = dict(kind="dual", steps=150, lr=1e-4, ti_lr=5e-3, rank=4, crop_min=0.33, crop_max=0.67, seed=0)
-# The demo's T-LoRA: on the bundled base attention alone cannot learn a path, attention and temporal
-# convolutions can (shapes-world model card, "Where a path can be written"). For ModelScope or
-# ZeroScope start from the paper's setting instead (include_temporal_convs off, rank 4, 300 steps).
-# Like the demo, they also leave the absorber's token out of the T-LoRA's caption: with it, the
-# dual absorber halved the motion learned on generation 4 (docs/eval/gen4); on generation 6 the
-# two are level within noise (docs/eval, dual_convs and dual_no_token_convs).
-MOTION = dict(steps=1000, lr=5e-4, rank=16, seed=0, save=False, preview_every=25, loss="mse",
-              include_transformer_in=True, include_feed_forward=False, include_temporal_convs=True,
-              absorber_token_in_prompt=False)
-SAMPLE = dict(negative="", seed=42, steps=25, cfg=7.5, frames=16, width=64, height=64, scheduler="ddim",
-              fps=8.0, noise_prior=0.0)
-STACK = dict(strength_1=1.0, strength_2=1.0, strength_3=1.0)
+# Widgets not named here keep their defaults: training settings on auto (the base's recipe),
+# frame counts and sizes 0 (the base's), so the workflows follow whatever base is loaded.
+SAMPLE = dict(seed=42)
 
 
 def node(id, type, pos, widgets=None, links=None, title=None, size=None):
@@ -61,24 +52,21 @@ def one_shot():
              "square) and render it with a new subject.\n\n1. **Absorber** learns the clip's look (frames "
              "shuffled, random crops).\n2. **Motion T-LoRA** learns the motion with the look absorbed; it is saved to "
              "`models/cav_motion_loras/zigzag.safetensors`.\n3. **Sample** uses only the T-LoRA with any prompt.\n\n"
-             "On the bundled base the T-LoRA also adapts the temporal convolutions (rank 16, 1000 steps): "
-             "attention alone cannot learn a path there. Its caption leaves out the absorber's token: on the "
-             "previous bundled base (generation 4) the token halved the motion; on this one the two are level "
-             "within noise (docs/eval). For ModelScope/ZeroScope start from the paper's "
-             "setting (convolutions off, token in, rank 4, 300 steps).\n\n"
+             "Training settings on **auto** follow the loaded base's recipe (`cav_recipe.json` in its folder, "
+             "else the paper's setting); each training node shows the values it used. Set a value to override it.\n\n"
              "Change only the sampler and queue again: the trained LoRA is reused from the cache.", (420, 300)),
-        node(2, "CAV_LoadBase", [0, 0], {"model": BASE, "precision": "auto"}),
-        node(3, "CAV_LoadReferenceVideo", [0, 160], {"video": ZIGZAG, **REF}),
-        node(4, "CAV_TrainAbsorber", [440, -200],
-             {**ABSORBER, "appearance_prompt": "a red square on a white background"},
+        node(2, ID["load_base"], [0, 0], {"model": BASE, "precision": "auto"}),
+        node(3, ID["load_reference"], [0, 160], {"video": ZIGZAG}, {"base": (2, 0)}),
+        node(4, ID["train_absorber"], [440, -200],
+             {"appearance_prompt": "a red square on a white background"},
              {"base": (2, 0), "reference": (3, 0)}),
-        node(5, "CAV_TrainMotionLora", [440, 330],
-             {**MOTION, "prompt": "a red square moving on a white background", "name": "zigzag", "save": True},
+        node(5, ID["train_motion"], [440, 330],
+             {"prompt": "a red square moving on a white background", "name": "zigzag", "save": True},
              {"base": (2, 0), "reference": (3, 0), "absorber": (4, 0)}),
         node(6, "PreviewImage", [880, -200], {}, {"images": (4, 1)}, title="Absorber loss"),
         node(7, "PreviewImage", [880, 80], {}, {"images": (5, 1)}, title="Motion loss"),
-        node(8, "CAV_MotionLoraStack", [880, 380], STACK, {"motion_lora_1": (5, 0)}),
-        node(9, "CAV_SampleVideo", [1300, 0], {**SAMPLE, "prompt": "a yellow triangle moving on a gray background"},
+        node(8, ID["motion_lora_stack"], [880, 380], {}, {"motion_lora_1": (5, 0)}),
+        node(9, ID["sample"], [1300, 0], {**SAMPLE, "prompt": "a yellow triangle moving on a gray background"},
              {"base": (2, 0), "motion_loras": (8, 0)}),
         node(10, "CreateVideo", [1740, 0], {"fps": 8.0}, {"images": (9, 0), "fps": (9, 1)}),
         node(11, "SaveVideo", [1740, 160], {"filename_prefix": "customize_a_video/one_shot", "format": "auto",
@@ -92,22 +80,22 @@ def appearance():
              "figure-eight clip (its S-LoRA absorber): the blue circle on gray follows the zigzag.\n\n"
              "Any absorber, or a motion-LoRA file that carries one (Load Motion LoRA), can feed "
              "Apply Appearance.", (420, 200)),
-        node(2, "CAV_LoadBase", [0, 0], {"model": BASE, "precision": "auto"}),
-        node(3, "CAV_LoadReferenceVideo", [0, 160], {"video": ZIGZAG, **REF}, title="Motion reference"),
-        node(4, "CAV_TrainAbsorber", [440, -200],
-             {**ABSORBER, "appearance_prompt": "a red square on a white background"},
+        node(2, ID["load_base"], [0, 0], {"model": BASE, "precision": "auto"}),
+        node(3, ID["load_reference"], [0, 160], {"video": ZIGZAG}, {"base": (2, 0)}, title="Motion reference"),
+        node(4, ID["train_absorber"], [440, -200],
+             {"appearance_prompt": "a red square on a white background"},
              {"base": (2, 0), "reference": (3, 0)}),
-        node(5, "CAV_TrainMotionLora", [440, 330],
-             {**MOTION, "prompt": "a red square moving on a white background", "name": "zigzag"},
+        node(5, ID["train_motion"], [440, 330],
+             {"prompt": "a red square moving on a white background", "name": "zigzag"},
              {"base": (2, 0), "reference": (3, 0), "absorber": (4, 0)}),
-        node(6, "CAV_LoadReferenceVideo", [0, 620], {"video": EIGHT, **REF}, title="Appearance reference"),
-        node(7, "CAV_TrainAbsorber", [440, 900],
-             {**ABSORBER, "kind": "slora", "appearance_prompt": "a blue circle on a gray background"},
+        node(6, ID["load_reference"], [0, 620], {"video": EIGHT}, {"base": (2, 0)}, title="Appearance reference"),
+        node(7, ID["train_absorber"], [440, 900],
+             {"kind": "slora", "appearance_prompt": "a blue circle on a gray background"},
              {"base": (2, 0), "reference": (6, 0)}, title="Train Appearance S-LoRA"),
-        node(8, "CAV_ApplyAppearance", [880, 700], {"use_slora": True, "use_textual_inversion": True,
+        node(8, ID["apply_appearance"], [880, 700], {"use_slora": True, "use_textual_inversion": True,
                                                     "strength": 1.0}, {"absorber": (7, 0)}),
-        node(9, "CAV_MotionLoraStack", [880, 330], STACK, {"motion_lora_1": (5, 0)}),
-        node(10, "CAV_SampleVideo", [1300, 0], {**SAMPLE, "prompt": "a blue circle moving on a gray background"},
+        node(9, ID["motion_lora_stack"], [880, 330], {}, {"motion_lora_1": (5, 0)}),
+        node(10, ID["sample"], [1300, 0], {**SAMPLE, "prompt": "a blue circle moving on a gray background"},
              {"base": (2, 0), "motion_loras": (9, 0), "appearance": (8, 0)}),
         node(11, "SaveVideo", [1740, 0], {"filename_prefix": "customize_a_video/appearance", "format": "auto",
                                           "codec": "auto"}, {"video": (10, 2)}, size=[320, 380]),
@@ -121,25 +109,25 @@ def multi_motion():
              "combined: Motion LoRA Stack adds their weighted deltas. Try other strengths; the node draws each "
              "strength and the resulting mix.\n\nSaved motion LoRAs can be chained with Load Motion LoRA "
              "instead of training them here.", (420, 200)),
-        node(2, "CAV_LoadBase", [0, 0], {"model": BASE, "precision": "auto"}),
-        node(3, "CAV_LoadReferenceVideo", [0, 160], {"video": ZIGZAG, **REF}, title="Zigzag reference"),
-        node(4, "CAV_TrainAbsorber", [440, -200],
-             {**ABSORBER, "appearance_prompt": "a red square on a white background"},
+        node(2, ID["load_base"], [0, 0], {"model": BASE, "precision": "auto"}),
+        node(3, ID["load_reference"], [0, 160], {"video": ZIGZAG}, {"base": (2, 0)}, title="Zigzag reference"),
+        node(4, ID["train_absorber"], [440, -200],
+             {"appearance_prompt": "a red square on a white background"},
              {"base": (2, 0), "reference": (3, 0)}),
-        node(5, "CAV_TrainMotionLora", [440, 330],
-             {**MOTION, "prompt": "a red square moving on a white background", "name": "zigzag"},
+        node(5, ID["train_motion"], [440, 330],
+             {"prompt": "a red square moving on a white background", "name": "zigzag"},
              {"base": (2, 0), "reference": (3, 0), "absorber": (4, 0)}, title="Train zigzag T-LoRA"),
-        node(6, "CAV_LoadReferenceVideo", [0, 860], {"video": EIGHT, **REF}, title="Figure-eight reference"),
-        node(7, "CAV_TrainAbsorber", [440, 860],
-             {**ABSORBER, "appearance_prompt": "a blue circle on a gray background"},
+        node(6, ID["load_reference"], [0, 860], {"video": EIGHT}, {"base": (2, 0)}, title="Figure-eight reference"),
+        node(7, ID["train_absorber"], [440, 860],
+             {"appearance_prompt": "a blue circle on a gray background"},
              {"base": (2, 0), "reference": (6, 0)}),
-        node(8, "CAV_TrainMotionLora", [440, 1390],
-             {**MOTION, "prompt": "a blue circle moving on a gray background", "name": "figure_eight"},
+        node(8, ID["train_motion"], [440, 1390],
+             {"prompt": "a blue circle moving on a gray background", "name": "figure_eight"},
              {"base": (2, 0), "reference": (6, 0), "absorber": (7, 0)}, title="Train figure-eight T-LoRA"),
-        node(9, "CAV_MotionLoraStack", [880, 330], {**STACK, "strength_1": 0.6, "strength_2": 0.6},
+        node(9, ID["motion_lora_stack"], [880, 330], {"strength_1": 0.6, "strength_2": 0.6},
              {"motion_lora_1": (5, 0), "motion_lora_2": (8, 0)}),
-        node(10, "CAV_InspectMotionLora", [880, 800], {}, {"motion_lora": (8, 0)}, size=[380, 300]),
-        node(11, "CAV_SampleVideo", [1300, 0], {**SAMPLE, "prompt": "a green square moving on a white background"},
+        node(10, ID["inspect_motion_lora"], [880, 800], {}, {"motion_lora": (8, 0)}, size=[380, 300]),
+        node(11, ID["sample"], [1300, 0], {**SAMPLE, "prompt": "a green square moving on a white background"},
              {"base": (2, 0), "motion_loras": (9, 0)}),
         node(12, "CreateVideo", [1740, 0], {"fps": 8.0}, {"images": (11, 0), "fps": (11, 1)}),
         node(13, "SaveVideo", [1740, 160], {"filename_prefix": "customize_a_video/multi_motion", "format": "auto",
@@ -246,9 +234,9 @@ def build(spec: list[dict], object_info: dict) -> dict:
             "extra": {"ds": {"scale": 0.6, "offset": [60, 320]}}, "version": 0.4}
 
 
-# Room the pack's frontend extension draws in below the widgets (js/customize_a_video.js).
-_EXTRA_HEIGHT = {"CAV_MotionLoraStack": 78, "CAV_LoadMotionLora": 78, "CAV_TrainAbsorber": 64,
-                 "CAV_TrainMotionLora": 64}
+# Room the pack's frontend extension draws in below the widgets (js/motion_lora_stack.js, js/loss_curve.js).
+_EXTRA_HEIGHT = {ID["motion_lora_stack"]: 78, ID["load_motion_lora"]: 78, ID["train_absorber"]: 64,
+                 ID["train_motion"]: 64}
 
 
 def _size(definition: dict) -> list[int]:
@@ -262,8 +250,8 @@ def _size(definition: dict) -> list[int]:
 # ---- thumbnails --------------------------------------------------------------------------------
 
 _TYPE_COLOURS = {"IMAGE": (100, 180, 230), "VIDEO": (230, 150, 80), "CAV_T2V_BASE": (180, 130, 220),
-                 "CAV_ABSORBER": (220, 200, 90), "CAV_MOTION_LORA": (230, 90, 90),
-                 "CAV_MOTION_LORA_STACK": (240, 120, 160), "CAV_APPEARANCE": (120, 210, 140), "FLOAT": (160, 160, 160)}
+                 SOCKET["absorber"]: (220, 200, 90), SOCKET["motion_lora"]: (230, 90, 90),
+                 SOCKET["motion_lora_stack"]: (240, 120, 160), SOCKET["appearance"]: (120, 210, 140), "FLOAT": (160, 160, 160)}
 
 
 def _graph_picture(workflow: dict, width: int, height: int) -> Image.Image:
