@@ -193,7 +193,7 @@ def test_the_stack_node_draws_a_bar_for_every_lora_input_it_has(page):
 
 def test_training_nodes_draw_the_live_loss_curve_from_cav_loss_events(page):
     nodes = _load(page, "one_shot_motion_transfer.json")
-    trainer = next(n for n in nodes if n["type"] == C.NODE_IDS["train_motion_lora_v1"])
+    trainer = next(n for n in nodes if n["type"] == C.NODE_IDS["train_motion"])
     texts = page.evaluate("""async ([id, event]) => {
         const { api } = window.comfyAPI.api;
         const node = window.app.graph.getNodeById(id);

@@ -58,10 +58,12 @@ def test_model_folders_come_from_extra_model_paths(host):
 
 
 def test_frontend_extension_and_workflow_templates_are_served(host):
-    script = f"/extensions/{PACK_DIR_NAME}/customize_a_video.js"
-    assert script in host.get("/extensions")
-    status, _ = host.request("GET", script)
-    assert status == 200
+    listed = host.get("/extensions")
+    for name in ("constants.js", "motion_lora_stack.js", "loss_curve.js", "node_hooks.js"):
+        script = f"/extensions/{PACK_DIR_NAME}/{name}"
+        assert script in listed
+        status, _ = host.request("GET", script)
+        assert status == 200, script
     templates = host.get("/api/workflow_templates")
     assert sorted(templates[PACK_DIR_NAME]) == WORKFLOW_NAMES and len(WORKFLOW_NAMES) >= 3
     for name in WORKFLOW_NAMES:
