@@ -4,11 +4,11 @@ import json
 import numpy as np
 import pytest
 import torch
-from safetensors import safe_open
 from safetensors.torch import load_file
 
-from tools.shapes_world import train_base
+from cav_core import read_checkpoint
 from cav_core.shapes_world.scenes import Scene, render
+from tools.shapes_world import train_base
 
 
 def test_object_weights_pick_out_the_object_on_any_background():
@@ -27,10 +27,8 @@ TINY_RUN = ["--vae-steps", "2", "--vae-batch", "4", "--batch", "1", "--decoder-s
 
 
 def _checkpoint(work):
-    path = work / "checkpoint.safetensors"
-    with safe_open(str(path), "pt") as f:
-        meta = f.metadata()
-    return meta["phase"], int(meta["step"]), load_file(str(path))
+    tensors, meta = read_checkpoint(str(work / "checkpoint.safetensors"))
+    return meta["phase"], int(meta["step"]), tensors
 
 
 def test_an_interrupted_run_resumes_into_the_same_model(tmp_path, monkeypatch):
@@ -100,8 +98,7 @@ def test_phase_two_can_start_from_an_exported_model_folder(tmp_path):
     assert any(not torch.equal(got["unet." + k], v) for k, v in exported["unet"].items())
     for name in ("unet", "text_encoder"):  # one small step away from the export, not a fresh init
         assert max((got[f"{name}.{k}"] - v).abs().max().item() for k, v in exported[name].items()) < 0.01
-    with safe_open(str(second / "checkpoint.safetensors"), "pt") as f:
-        scaling = float(f.metadata()["scaling"])
+    scaling = float(read_checkpoint(str(second / "checkpoint.safetensors"))[1]["scaling"])
     assert scaling == json.loads((tmp_path / "model" / "vae" / "config.json").read_text())["scaling_factor"]
     record = json.loads((tmp_path / "o2" / "training_log.json").read_text())  # how it was made, both runs
     assert record["settings"]["init_model"] == str(tmp_path / "model") and record["settings"]["seed"] == 1

@@ -19,9 +19,9 @@ import time
 import numpy as np
 import torch
 import torch.nn.functional as F
-from safetensors.torch import load_file, save_file
 
-from cav_core import diffusion_target, temporal_convolutions, temporal_layers_bypassed
+from cav_core import (diffusion_target, module_tensors, read_checkpoint, restore_optimizer, save_checkpoint,
+                      temporal_convolutions, temporal_layers_bypassed)
 from cav_core.shapes_world import architecture as arch
 from cav_core.shapes_world.scenes import GENERIC_MOTION_PHRASE, random_scene, render
 
@@ -36,11 +36,6 @@ def _vae_batch(rng: np.random.Generator, size: int) -> torch.Tensor:
     """``size`` single frames for the VAE phases: 4 random frames from each of size/4 random clips."""
     clips = np.stack([render(random_scene(rng)) for _ in range(size // 4)])
     return _frames_to_tensor(clips[:, rng.choice(arch.FRAMES, 4, replace=False)])
-
-
-def _submodule_state(tensors: dict, name: str) -> dict:
-    """The entries of one module (``vae``, ``unet``, ``text_encoder``) in a checkpoint, unprefixed."""
-    return {k[len(name) + 1:]: v for k, v in tensors.items() if k.startswith(name + ".")}
 
 
 UNCONDITIONAL_SHARE = 0.1  # empty captions, for classifier-free guidance (clips and still frames alike)
@@ -78,29 +73,6 @@ def _as_single_frames(lat: torch.Tensor, text: torch.Tensor, weights: torch.Tens
             None if weights is None else one_frame_clips(weights))
 
 
-def _optimizer_state(opt: torch.optim.Optimizer, prefix: str) -> tuple[dict, dict]:
-    tensors, meta = {}, {"param_groups": opt.state_dict()["param_groups"]}
-    for idx, state in opt.state_dict()["state"].items():
-        for k, v in state.items():
-            tensors[f"{prefix}.{idx}.{k}"] = v.detach().clone() if torch.is_tensor(v) else torch.tensor(v)
-    return tensors, meta
-
-
-def _load_optimizer_state(opt, tensors: dict, meta: dict, prefix: str) -> None:
-    state: dict = {}
-    for key, v in tensors.items():
-        if key.startswith(prefix + "."):
-            _, idx, k = key.split(".", 2)
-            state.setdefault(int(idx), {})[k] = v
-    opt.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
-
-
-def _atomic_save(tensors: dict, path: str, metadata: dict) -> None:
-    tmp = f"{path}.tmp-{os.getpid()}"
-    save_file({k: v.contiguous() for k, v in tensors.items()}, tmp, metadata=metadata)
-    os.replace(tmp, path)
-
-
 def train(args) -> None:
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)  # initial weights
@@ -117,37 +89,27 @@ def train(args) -> None:
                                  lr=args.lr, weight_decay=1e-2)
     scheduler = arch.build_scheduler(args.zero_snr)
     ckpt = os.path.join(args.work, "checkpoint.safetensors")
-    os.makedirs(args.work, exist_ok=True)
     phase, step, scaling, log = "vae", 0, 1.0, []
     if not os.path.exists(ckpt) and args.init_model:
         scaling = _init_from_model(args.init_model, vae, unet, text_encoder)
         phase = "unet"  # phases 1 and 3 are the folder's; a resume before the first checkpoint redoes this
     if os.path.exists(ckpt):
-        from safetensors import safe_open
-
-        with safe_open(ckpt, "pt") as f:
-            meta = f.metadata()
-        tensors = load_file(ckpt)
+        tensors, meta = read_checkpoint(ckpt)
         phase, step, scaling = meta["phase"], int(meta["step"]), float(meta["scaling"])
         log = json.loads(meta["log"])
         for name, module in (("vae", vae), ("unet", unet), ("text_encoder", text_encoder)):
-            module.load_state_dict(_submodule_state(tensors, name))
-        _load_optimizer_state(vae_opt, tensors, json.loads(meta["vae_opt"]), "vae_opt")
-        _load_optimizer_state(unet_opt, tensors, json.loads(meta["unet_opt"]), "unet_opt")
+            module.load_state_dict(module_tensors(tensors, name))
+        restore_optimizer(vae_opt, "vae_opt", tensors, meta)
+        restore_optimizer(unet_opt, "unet_opt", tensors, meta)
         print(f"resumed at phase {phase} step {step}", flush=True)
     unet_opt.param_groups[1]["lr_scale"] = args.text_lr_scale  # the command's, also on resume
 
-    def save_checkpoint():
+    def save():
         tensors = {}
         for name, module in (("vae", vae), ("unet", unet), ("text_encoder", text_encoder)):
             tensors.update({f"{name}.{k}": v for k, v in module.state_dict().items()})
-        vt, vm = _optimizer_state(vae_opt, "vae_opt")
-        ut, um = _optimizer_state(unet_opt, "unet_opt")
-        tensors.update(vt)
-        tensors.update(ut)
-        _atomic_save(tensors, ckpt, {"phase": phase, "step": str(step), "scaling": str(scaling),
-                                     "log": json.dumps(log), "vae_opt": json.dumps(vm),
-                                     "unet_opt": json.dumps(um)})
+        save_checkpoint(ckpt, tensors, {"phase": phase, "step": str(step), "scaling": str(scaling),
+                                        "log": json.dumps(log)}, {"vae_opt": vae_opt, "unet_opt": unet_opt})
 
     start = time.time()
     if phase == "vae":
@@ -167,7 +129,7 @@ def train(args) -> None:
                 print(f"vae step {step}/{args.vae_steps} recon mse {rec_loss.item():.5f} "
                       f"({time.time() - start:.0f}s)", flush=True)
             if step % args.checkpoint_every == 0:
-                save_checkpoint()
+                save()
         # Scale latents to unit variance, as Stable Diffusion's VAE does.
         with torch.no_grad():
             rng = np.random.default_rng([args.seed, 2])
@@ -176,7 +138,7 @@ def train(args) -> None:
         phase, step = "unet", 0
         if args.init_unet:
             _init_from(args.init_unet, unet, text_encoder)
-        save_checkpoint()
+        save()
 
     vae.eval().requires_grad_(False)
     if args.causal_temporal_conv:
@@ -227,7 +189,7 @@ def train(args) -> None:
             print(f"unet step {step}/{args.steps} loss {loss.item():.4f} lr {lr:.2e} "
                   f"({time.time() - start:.0f}s)", flush=True)
         if step % args.checkpoint_every == 0 or step == args.steps:
-            save_checkpoint()
+            save()
         if args.export_every and step % args.export_every == 0:
             export(args.out, tokenizer, text_encoder, vae, unet, scaling, args, step, log)
     train_decoder(args)
@@ -241,9 +203,9 @@ def train_decoder(args) -> None:
     depends only on phase 1 and may run beside phase 2. Resumable like the others.
     """
     torch.set_num_threads(args.threads)
-    tensors = load_file(os.path.join(args.work, "checkpoint.safetensors"))
+    tensors, _ = read_checkpoint(os.path.join(args.work, "checkpoint.safetensors"))
     vae = arch.build_vae()
-    vae.load_state_dict(_submodule_state(tensors, "vae"))
+    vae.load_state_dict(module_tensors(tensors, "vae"))
     vae.encoder.requires_grad_(False)
     vae.quant_conv.requires_grad_(False)
     params = [p for p in vae.parameters() if p.requires_grad]
@@ -251,13 +213,9 @@ def train_decoder(args) -> None:
     path = os.path.join(args.work, "decoder.safetensors")
     step = 0
     if os.path.exists(path):
-        from safetensors import safe_open
-
-        with safe_open(path, "pt") as f:
-            meta = f.metadata()
-        saved = load_file(path)
-        vae.load_state_dict(_submodule_state(saved, "vae"))
-        _load_optimizer_state(opt, saved, json.loads(meta["opt"]), "opt")
+        saved, meta = read_checkpoint(path)
+        vae.load_state_dict(module_tensors(saved, "vae"))
+        restore_optimizer(opt, "opt", saved, meta)
         step = int(meta["step"])
     start = time.time()
     while step < args.decoder_steps:
@@ -277,19 +235,17 @@ def train_decoder(args) -> None:
             print(f"decoder step {step}/{args.decoder_steps} recon mse {loss.item():.5f} "
                   f"({time.time() - start:.0f}s)", flush=True)
         if step % args.checkpoint_every == 0 or step == args.decoder_steps:
-            ot, om = _optimizer_state(opt, "opt")
-            out = {f"vae.{k}": v for k, v in vae.state_dict().items()}
-            out.update(ot)
-            _atomic_save(out, path, {"step": str(step), "opt": json.dumps(om)})
+            save_checkpoint(path, {f"vae.{k}": v for k, v in vae.state_dict().items()}, {"step": str(step)},
+                            {"opt": opt})
 
 
 def _init_from(path: str, unet, text_encoder) -> None:
     """Start phase 2 from another run's UNet and text encoder (a checkpoint.safetensors of this
     script), e.g. after retraining the VAE: what the UNet learned about text and motion carries
     over, and it only has to adapt to the new latents."""
-    tensors = load_file(path)
+    tensors, _ = read_checkpoint(path)
     for name, module in (("unet", unet), ("text_encoder", text_encoder)):
-        module.load_state_dict(_submodule_state(tensors, name))
+        module.load_state_dict(module_tensors(tensors, name))
     print(f"phase 2 starts from the UNet and text encoder in {path}", flush=True)
 
 
@@ -384,7 +340,7 @@ def _decoder_weights(work: str) -> dict | None:
     path = os.path.join(work, "decoder.safetensors")
     if not os.path.exists(path):
         return None
-    return _submodule_state(load_file(path), "vae")
+    return module_tensors(read_checkpoint(path)[0], "vae")
 
 
 def export(out, tokenizer, text_encoder, vae, unet, scaling, args, step, log) -> None:
