@@ -201,7 +201,7 @@ def test_image_steps_train_only_the_spatial_path_on_still_appearance_frames(tmp_
     monkeypatch.setattr(base_data, "image_caption_for_training",
                         lambda scene, rng: captions.append((scene, image_caption(scene, rng))) or captions[-1][1])
     train_base.main(["--work", str(tmp_path / "first"), "--out", str(tmp_path / "model"), "--steps", "1", *TINY_RUN])
-    assert frame_counts == [arch.FRAMES] and not captions  # no --image-share: clips, as before
+    assert frame_counts == [arch.FRAMES] and not captions  # no --image-share: clips only
     before = _checkpoint(tmp_path / "first")[2]
 
     frame_counts.clear()

@@ -69,7 +69,7 @@ def unet_batch(seed: int, step: int, size: int, image_share: float) -> UnetBatch
     captions = [caption_for_training(s, rng) for s in scenes]
     generator = torch.Generator().manual_seed(int(rng.integers(2**31)))
     dropout_seed = int(rng.integers(2**31))
-    # Drawn only when asked for, so runs without --image-share keep their exact data.
+    # Drawn only when --image-share is set, so without it a step's data does not depend on the option.
     image_step = bool(image_share) and rng.random() < image_share
     if image_step:
         captions = [image_caption_for_training(s, rng) for s in scenes]
@@ -95,8 +95,8 @@ def as_single_frames(lat: torch.Tensor, text: torch.Tensor, weights: torch.Tenso
 def object_weights(frames: torch.Tensor, weight: float) -> torch.Tensor:
     """Per-pixel loss weights [N, 1, H, W]: 1 on the background, 1 + ``weight`` on the object.
 
-    The object covers about 5 % of a frame, so a plain MSE lets the VAE trade its colour away (the
-    first model's latents kept little more than brightness: green on white came back dark blue);
+    The object covers about 5 % of a frame, so a plain MSE lets the VAE trade its colour away
+    (its latents then keep little more than brightness: green on white comes back dark blue);
     the weight makes the object's pixels count. The background is the frame's corner colour
     (scenes have plain backgrounds).
     """
@@ -109,7 +109,7 @@ def latent_object_weights(frames: torch.Tensor, weight: float, shape: torch.Size
     """``object_weights`` pooled to the latent grid, shaped [B, 1, F, h, w] like the latents.
 
     Same reason as for the VAE: with a plain loss the object's colour and shape are ~5 % of the
-    target, and the UNet learned backgrounds from the text long before object colours."""
+    target, and the UNet learns backgrounds from the text long before object colours."""
     b, _, f, h, w = shape
     pooled = F.adaptive_avg_pool2d(object_weights(frames, weight), (h, w))
     return pooled.reshape(b, f, 1, h, w).permute(0, 2, 1, 3, 4)

@@ -19,9 +19,10 @@ def training_timesteps(num_train_timesteps: int, batch: int, high_noise_share: f
     """Uniform timesteps, except that a ``high_noise_share`` of them (in expectation) come from the
     noisiest 30 %.
 
-    Motion from text alone is decided there: the bundled base's clean-clip estimate from pure
-    noise was static for every pan caption, while from t <= 600 it copied the noisy clip's motion.
-    (Tried in session 4 without effect on direction; see MODEL_CARD.md.)
+    Motion from text alone is decided there: from pure noise the clean-clip estimate has only the
+    caption to go on, while from t <= 600 it can copy the noisy clip's motion. Short runs with a
+    high share do not raise that estimate's pan travel (MODEL_CARD.md, "Why its samples barely
+    move").
     """
     t = torch.randint(0, num_train_timesteps, (batch,), generator=gen)
     if high_noise_share:
@@ -36,7 +37,8 @@ def denoising_loss(pred: torch.Tensor, target: torch.Tensor, weights: torch.Tens
     same MSE on the part of the error that changes across frames.
 
     The error's per-cell mean over frames is appearance; what is left is motion, a small share of
-    a plain MSE. (Tried in session 4 without effect on direction; see MODEL_CARD.md.)
+    a plain MSE. Short runs with a motion weight do not raise the pan travel of the clean-clip
+    estimate from pure noise (MODEL_CARD.md, "Why its samples barely move").
     """
     error = pred - target
     weights = 1.0 if weights is None else weights
@@ -54,7 +56,7 @@ def keep_temporal_convs_causal(unet) -> None:
     tap 2 reads frame f + 1. Without it each frame sees only itself and the past, and the zero
     padding before frame 0 becomes a clock that cannot be mistaken for the end of the clip: the
     UNet cannot be time-symmetric. The result is still a plain ``UNet3DConditionModel`` (the taps
-    are stored as zeros), so everything that loads it is unchanged.
+    are stored as zeros), so it loads wherever one does.
     """
     for module in temporal_convolutions(unet).values():
         with torch.no_grad():
