@@ -4,22 +4,23 @@ import json
 import numpy as np
 import pytest
 import torch
-from safetensors import safe_open
 from safetensors.torch import load_file
 
-from tools.shapes_world import train_base
+from cav_core import read_checkpoint
 from cav_core.shapes_world.scenes import Scene, render
+from tools.shapes_world import base_data, train_base
+from tools.shapes_world.base_losses import denoising_loss, keep_temporal_convs_causal, training_timesteps
 
 
 def test_object_weights_pick_out_the_object_on_any_background():
     for background in ("white", "black", "gray"):
         clip = render(Scene("green", "square", background, "static", size=0.25))
-        frames = train_base._frames_to_tensor(clip[None, :2])
-        weights = train_base._object_weights(frames, 20.0)
+        frames = base_data.clips_to_frames(clip[None, :2])
+        weights = base_data.object_weights(frames, 20.0)
         on_object = weights[:, 0] > 1
         assert weights.shape == (2, 1, 64, 64) and set(weights.unique().tolist()) == {1.0, 21.0}
         assert 0.04 < on_object.float().mean() < 0.1  # a 16 px square in a 64 px frame: 6 %
-        assert torch.equal(train_base._object_weights(frames, 0.0), torch.ones_like(weights))
+        assert torch.equal(base_data.object_weights(frames, 0.0), torch.ones_like(weights))
 
 
 TINY_RUN = ["--vae-steps", "2", "--vae-batch", "4", "--batch", "1", "--decoder-steps", "1",
@@ -27,10 +28,8 @@ TINY_RUN = ["--vae-steps", "2", "--vae-batch", "4", "--batch", "1", "--decoder-s
 
 
 def _checkpoint(work):
-    path = work / "checkpoint.safetensors"
-    with safe_open(str(path), "pt") as f:
-        meta = f.metadata()
-    return meta["phase"], int(meta["step"]), load_file(str(path))
+    tensors, meta = read_checkpoint(str(work / "checkpoint.safetensors"))
+    return meta["phase"], int(meta["step"]), tensors
 
 
 def test_an_interrupted_run_resumes_into_the_same_model(tmp_path, monkeypatch):
@@ -73,12 +72,12 @@ def test_phase_two_can_start_from_another_runs_unet(tmp_path):
 
 def test_latent_object_weights_sit_where_the_object_is():
     scenes = [Scene("green", "square", "white", "right", size=0.25), Scene("red", "circle", "black", "up", size=0.25)]
-    frames = train_base._frames_to_tensor(np.stack([render(s) for s in scenes]))
-    weights = train_base._latent_object_weights(frames, 20.0, torch.Size([2, 4, 16, 16, 16]))
+    frames = base_data.clips_to_frames(np.stack([render(s) for s in scenes]))
+    weights = base_data.latent_object_weights(frames, 20.0, torch.Size([2, 4, 16, 16, 16]))
     assert weights.shape == (2, 1, 16, 16, 16) and weights.min() == 1 and weights.max() == 21
     for clip in range(2):
         for frame in (0, 15):
-            pixels = train_base._object_weights(frames[clip * 16 + frame:clip * 16 + frame + 1], 20.0)[0, 0] > 1
+            pixels = base_data.object_weights(frames[clip * 16 + frame:clip * 16 + frame + 1], 20.0)[0, 0] > 1
             latent = weights[clip, 0, frame] > 1
             pixel_centre = pixels.nonzero().float().mean(0)
             latent_centre = latent.nonzero().float().mean(0) * 4 + 1.5  # latent cell -> pixel centre
@@ -100,8 +99,7 @@ def test_phase_two_can_start_from_an_exported_model_folder(tmp_path):
     assert any(not torch.equal(got["unet." + k], v) for k, v in exported["unet"].items())
     for name in ("unet", "text_encoder"):  # one small step away from the export, not a fresh init
         assert max((got[f"{name}.{k}"] - v).abs().max().item() for k, v in exported[name].items()) < 0.01
-    with safe_open(str(second / "checkpoint.safetensors"), "pt") as f:
-        scaling = float(f.metadata()["scaling"])
+    scaling = float(read_checkpoint(str(second / "checkpoint.safetensors"))[1]["scaling"])
     assert scaling == json.loads((tmp_path / "model" / "vae" / "config.json").read_text())["scaling_factor"]
     record = json.loads((tmp_path / "o2" / "training_log.json").read_text())  # how it was made, both runs
     assert record["settings"]["init_model"] == str(tmp_path / "model") and record["settings"]["seed"] == 1
@@ -115,21 +113,20 @@ def test_phase_two_can_start_from_an_exported_model_folder(tmp_path):
 def test_motion_weight_adds_only_the_error_that_changes_across_frames():
     target = torch.zeros(2, 4, 16, 8, 8)
     steady = torch.ones_like(target)  # wrong by the same amount in every frame
-    assert torch.equal(train_base._denoising_loss(steady, target, None, 5.0),
-                       train_base._denoising_loss(steady, target, None, 0.0))
+    assert torch.equal(denoising_loss(steady, target, None, 5.0), denoising_loss(steady, target, None, 0.0))
     moving = torch.zeros_like(target)
     moving[:, :, 8:] = 2.0  # half the frames wrong by 2: mean error 1, varying part +-1
-    plain = train_base._denoising_loss(moving, target, None, 0.0)
-    assert plain == 2.0 and train_base._denoising_loss(moving, target, None, 5.0) == 2.0 + 5.0 * 1.0
+    plain = denoising_loss(moving, target, None, 0.0)
+    assert plain == 2.0 and denoising_loss(moving, target, None, 5.0) == 2.0 + 5.0 * 1.0
     weights = torch.full((2, 1, 16, 8, 8), 3.0)
-    assert train_base._denoising_loss(moving, target, weights, 5.0) == 3 * (2.0 + 5.0)
+    assert denoising_loss(moving, target, weights, 5.0) == 3 * (2.0 + 5.0)
 
 
 def test_high_noise_share_moves_timesteps_into_the_noisiest_thirty_percent():
     gen = torch.Generator().manual_seed(0)
-    uniform = train_base._training_timesteps(1000, 4000, 0.0, gen)
-    all_high = train_base._training_timesteps(1000, 4000, 1.0, gen)
-    half = train_base._training_timesteps(1000, 4000, 0.5, gen)
+    uniform = training_timesteps(1000, 4000, 0.0, gen)
+    all_high = training_timesteps(1000, 4000, 1.0, gen)
+    half = training_timesteps(1000, 4000, 0.5, gen)
     assert 0.25 < (uniform >= 700).float().mean() < 0.35
     assert all_high.min() >= 700 and all_high.max() < 1000
     assert 0.6 < (half >= 700).float().mean() < 0.7  # 0.5 + 0.5 * 0.3
@@ -174,7 +171,7 @@ def test_causal_temporal_convs_never_see_the_next_frame_and_stay_that_way():
     with torch.no_grad():  # trained-looking kernels: every tap non-zero
         for conv in convs:
             conv.weight.normal_(0, 0.05)
-    train_base._keep_temporal_convs_causal(unet)
+    keep_temporal_convs_causal(unet)
     before = [c.weight.detach().clone() for c in convs]
     opt = torch.optim.AdamW(unet.parameters(), lr=1e-2, weight_decay=1e-2)
     x = torch.randn(1, 4, 16, 8, 8)
@@ -200,11 +197,11 @@ def test_image_steps_train_only_the_spatial_path_on_still_appearance_frames(tmp_
         return unet
 
     monkeypatch.setattr(arch, "build_unet", recording_unet)
-    image_caption = train_base._image_caption_for_training
-    monkeypatch.setattr(train_base, "_image_caption_for_training",
+    image_caption = base_data.image_caption_for_training
+    monkeypatch.setattr(base_data, "image_caption_for_training",
                         lambda scene, rng: captions.append((scene, image_caption(scene, rng))) or captions[-1][1])
     train_base.main(["--work", str(tmp_path / "first"), "--out", str(tmp_path / "model"), "--steps", "1", *TINY_RUN])
-    assert frame_counts == [arch.FRAMES] and not captions  # no --image-share: clips, as before
+    assert frame_counts == [arch.FRAMES] and not captions  # no --image-share: clips only
     before = _checkpoint(tmp_path / "first")[2]
 
     frame_counts.clear()
