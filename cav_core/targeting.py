@@ -72,19 +72,24 @@ def _temporal_conv_identity(hidden_states, *args, **kwargs):
 def temporal_layers_bypassed(unet: torch.nn.Module) -> Iterator[None]:
     """Make every temporal layer an identity, so the UNet3D is a per-frame image model (stage 1).
 
-    Replaces the bound ``forward`` of the instances (not computed and discarded); restored on exit.
+    Replaces the ``forward`` of the instances (not computed and discarded); on exit each gets back
+    what it had, so it also nests inside ``compute.gradient_checkpointing`` (which wraps forwards).
     """
     swapped = []
     for module in unet.modules():
         if isinstance(module, TransformerTemporalModel):
-            module.forward = _temporal_transformer_identity
+            identity = _temporal_transformer_identity
         elif isinstance(module, TemporalConvLayer):
-            module.forward = _temporal_conv_identity
+            identity = _temporal_conv_identity
         else:
             continue
-        swapped.append(module)
+        swapped.append((module, module.__dict__.get("forward")))
+        module.forward = identity
     try:
         yield
     finally:
-        for module in swapped:
-            del module.forward  # falls back to the class method
+        for module, previous in swapped:
+            if previous is None:
+                del module.forward  # falls back to the class method
+            else:
+                module.forward = previous

@@ -58,3 +58,16 @@ def test_bypass_makes_frames_independent(tiny_base):
         c, d = _predict(unet, latents, text), _predict(unet, perturbed, text)
         assert not torch.allclose(c[:, :, 0], d[:, :, 0])
     assert not any("forward" in m.__dict__ for m in unet.modules())
+
+
+def test_bypass_nests_inside_gradient_checkpointing(tiny_base):
+    """Inside checkpointing (which wraps forwards) a bypass gives each layer its wrapper back."""
+    from cav_core.compute import gradient_checkpointing
+
+    unet = tiny_base.unet
+    with gradient_checkpointing(unet):
+        wrapped = {id(m): m.__dict__.get("forward") for m in unet.modules()}
+        with temporal_layers_bypassed(unet):
+            pass
+        assert {id(m): m.__dict__.get("forward") for m in unet.modules()} == wrapped
+    assert not any("forward" in m.__dict__ for m in unet.modules())

@@ -13,12 +13,14 @@ import torch
 import torch.nn.functional as F
 
 from cav_core import (TEMPORAL, ComputeSettings, LoraWeights, MotionSettings, debiased_loss, diffusion_target,
-                      encode_frames, encode_prompts, extract_lora, inject_lora, noise_scheduler, on_device,
-                      remove_adapters, spatial_targets, step_generator, temporal_layers_bypassed)
+                      encode_frames, encode_prompts, extract_lora, gradient_checkpointing, inject_lora, noise_scheduler,
+                      on_device, remove_adapters, spatial_targets, step_generator, temporal_layers_bypassed)
 
 
 def train_motiondirector(base, frames: np.ndarray, settings: MotionSettings, spatial_lr: float = 1e-4,
-                         compute: ComputeSettings = ComputeSettings()) -> tuple[LoraWeights, list[float]]:
+                         compute: ComputeSettings = ComputeSettings(),
+                         on_step=None) -> tuple[LoraWeights, list[float]]:
+    """``on_step(step)`` is called after each optimiser step (the benchmark times steps with it)."""
     settings.validate()
     device, unet = compute.torch_device, base.unet
     scheduler = noise_scheduler(base)
@@ -28,7 +30,7 @@ def train_motiondirector(base, frames: np.ndarray, settings: MotionSettings, spa
     with on_device(base.text_encoder, device), torch.no_grad():
         text = encode_prompts(base, [settings.prompt], device)
     losses: list[float] = []
-    with on_device(unet, device):
+    with on_device(unet, device), gradient_checkpointing(unet, compute.gradient_checkpointing):
         try:
             inject_lora(unet, "md_spatial", spatial_targets(unet), rank, rank, seed=settings.seed)
             inject_lora(unet, "md_temporal", settings.targets(unet), rank, rank, seed=settings.seed)
@@ -67,6 +69,8 @@ def train_motiondirector(base, frames: np.ndarray, settings: MotionSettings, spa
                 torch.nn.utils.clip_grad_norm_(spatial + temporal, 1.0)
                 opt.step()
                 losses.append(float(temporal_loss.detach()))
+                if on_step:
+                    on_step(step + 1)
             lora = extract_lora(unet, "md_temporal", TEMPORAL, rank, rank)
         finally:
             remove_adapters(unet)

@@ -1,0 +1,282 @@
+"""What training and sampling cost on the CPU, against a plain peft loop and a MotionDirector-style run.
+
+    python -m tools.bench.cpu_cost --out docs/bench/cpu.md    # the table (a quiet machine: nothing else running)
+    python -m tools.bench.cpu_cost --small --steps 2 --warmup 1 --frames 2 --size 32   # checks the script
+
+The base is random-init (what a step costs does not depend on the weights' values): ModelScope's UNet
+config narrowed to block widths 64/128/256/256 (64.5 M parameters, head size 64, text width 768), an
+SD-sized VAE and a CLIP ViT-L-sized text encoder. It is written once to a temporary folder and every row
+loads it from there, as a user's base is loaded. Each row runs in a process of its own, so its peak
+resident memory (ru_maxrss) is its own. s/step is the median step after the warm-up steps; setup is
+the time from starting the row's process to the end of its first step, less one step (imports,
+loading, encoding). Ratios are against the first row of each table, measured in the same run, and for
+training also against the MotionDirector-style row (the project's stand-in for MotionDirector's own
+single-video config: spatial and temporal LoRA at rank 32, temporal feed-forward included, gradient
+checkpointing on).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+import numpy as np
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+UNET_CONFIG = os.path.join(ROOT, "tests", "data", "modelscope_unet_config.json")
+PROMPT = "a red square moving on a white background"
+
+# row key -> (table, label); the first row of each table is its baseline.
+TRAINING_ROWS = {
+    "plain": "plain peft T-LoRA loop (VAE and text encoder every step)",
+    "motiondirector": "MotionDirector-style: spatial + temporal LoRA rank 32, feed-forward, checkpointing",
+    "tlora": "T-LoRA, the default (paper setting, no absorber)",
+    "tlora_checkpointing": "T-LoRA with gradient checkpointing",
+    "tlora_convs": "T-LoRA + temporal convolutions, rank 16",
+    "absorber": "dual absorber (S-LoRA + token), 4 crops a step",
+}
+SAMPLING_ROWS = {
+    "sample_base": "base alone",
+    "sample_fused": "two T-LoRAs stacked, fused",
+    "sample_unfused": "two T-LoRAs stacked, unfused",
+}
+
+
+def build_base_folder(folder: str, small: bool) -> str:
+    """Write the random-init base as a diffusers text-to-video folder."""
+    import torch
+    from diffusers import AutoencoderKL, UNet3DConditionModel
+    from transformers import CLIPTextConfig, CLIPTextModel
+
+    from cav_core.shapes_world.architecture import build_scheduler, build_tokenizer
+
+    unet_cfg = dict(UNet3DConditionModel.load_config(UNET_CONFIG))
+    unet_cfg.update(block_out_channels=[64, 128, 256, 256], cross_attention_dim=768)
+    vae_channels = [128, 256, 512, 512]
+    text = dict(hidden_size=768, intermediate_size=3072, num_hidden_layers=12, num_attention_heads=12)
+    if small:
+        unet_cfg.update(block_out_channels=[32, 32, 64, 64], attention_head_dim=8, norm_num_groups=8,
+                        cross_attention_dim=64)
+        vae_channels = [32, 32, 64, 64]
+        text = dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=2)
+    torch.manual_seed(0)
+    tokenizer = build_tokenizer()
+    unet = UNet3DConditionModel.from_config(unet_cfg)
+    vae = AutoencoderKL(block_out_channels=vae_channels, layers_per_block=2, latent_channels=4,
+                        norm_num_groups=8 if small else 32, down_block_types=("DownEncoderBlock2D",) * 4,
+                        up_block_types=("UpDecoderBlock2D",) * 4)
+    text_encoder = CLIPTextModel(CLIPTextConfig(
+        vocab_size=len(tokenizer), max_position_embeddings=tokenizer.model_max_length, hidden_act="gelu",
+        bos_token_id=0, eos_token_id=1, pad_token_id=1, **text))
+    for name, module in (("unet", unet), ("vae", vae), ("text_encoder", text_encoder),
+                         ("tokenizer", tokenizer), ("scheduler", build_scheduler())):
+        module.save_pretrained(os.path.join(folder, name))
+    with open(os.path.join(folder, "model_index.json"), "w") as f:
+        json.dump({"_class_name": "TextToVideoSDPipeline", "unet": ["diffusers", "UNet3DConditionModel"],
+                   "vae": ["diffusers", "AutoencoderKL"], "text_encoder": ["transformers", "CLIPTextModel"],
+                   "tokenizer": ["transformers", "CLIPTokenizer"], "scheduler": ["diffusers", "DDIMScheduler"]}, f)
+    return folder
+
+
+# ---- rows (each runs in its own process) --------------------------------------------------------------
+
+def _plain_loop(base, frames, steps: int, clock) -> None:
+    """The baseline: peft LoRA on the temporal attention, the VAE and text encoder run every step."""
+    import torch
+    import torch.nn.functional as F
+    from diffusers import DDPMScheduler
+    from peft import LoraConfig, inject_adapter_in_model
+
+    from cav_core import temporal_targets
+
+    unet = base.unet
+    inject_adapter_in_model(LoraConfig(r=4, lora_alpha=4, target_modules=temporal_targets(unet)), unet)
+    params = [p for n, p in unet.named_parameters() if "lora_" in n]
+    for p in params:
+        p.requires_grad_(True)
+    optimizer = torch.optim.AdamW(params, lr=5e-4)
+    scheduler = DDPMScheduler.from_config(base.scheduler_config)
+    pixels = torch.from_numpy(frames).float().div(127.5).sub(1).permute(0, 3, 1, 2)
+    ids = base.tokenizer([PROMPT], padding="max_length", max_length=base.tokenizer.model_max_length,
+                         truncation=True, return_tensors="pt").input_ids
+    for _ in range(steps):
+        with torch.no_grad():
+            latents = base.vae.encode(pixels).latent_dist.sample() * base.vae.config.scaling_factor
+            latents = latents.permute(1, 0, 2, 3).unsqueeze(0)
+            text = base.text_encoder(ids)[0]
+        noise = torch.randn_like(latents)
+        t = torch.randint(0, scheduler.config.num_train_timesteps, (1,))
+        loss = F.mse_loss(unet(scheduler.add_noise(latents, noise, t), t, text).sample, noise)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        clock()
+
+
+def _run_row(key: str, base, frames, args, clock) -> None:
+    import torch
+
+    from cav_core import (ComputeSettings, Hooks, LoraWeights, Recipe, SampleSettings, extract_lora, inject_lora,
+                          remove_adapters, sample_video, temporal_targets, train_absorber, train_motion)
+
+    hooks = Hooks(on_progress=lambda _: clock())
+    paper = Recipe()
+    if key == "plain":
+        _plain_loop(base, frames, args.steps, clock)
+    elif key == "motiondirector":
+        from tools.motiondirector_baseline import train_motiondirector
+
+        settings = paper.motion_settings(prompt=PROMPT, steps=args.steps, rank=32, include_feed_forward=True)
+        train_motiondirector(base, frames, settings, compute=ComputeSettings(gradient_checkpointing=True),
+                             on_step=lambda _: clock())
+    elif key.startswith("tlora"):
+        convs = key == "tlora_convs"
+        settings = paper.motion_settings(prompt=PROMPT, steps=args.steps, rank=16 if convs else None,
+                                         include_temporal_convs=convs or None)
+        compute = ComputeSettings(gradient_checkpointing=key == "tlora_checkpointing")
+        train_motion(base, frames, settings, compute=compute, hooks=hooks)
+    elif key == "absorber":
+        train_absorber(base, frames, paper.absorber_settings(kind="dual", prompt=PROMPT, steps=args.steps),
+                       hooks=hooks)
+    else:
+        loras = []
+        if key != "sample_base":
+            for seed in (1, 2):  # two T-LoRAs with non-zero weights
+                inject_lora(base.unet, "bench", temporal_targets(base.unet), 4, 4.0, seed=seed)
+                lora = extract_lora(base.unet, "bench", "temporal", 4, 4.0)
+                remove_adapters(base.unet)
+                gen = torch.Generator().manual_seed(seed)
+                tensors = {k: torch.randn(v.shape, generator=gen) * 0.02 for k, v in lora.tensors.items()}
+                loras.append((LoraWeights(lora.role, lora.rank, lora.alpha, tensors), 0.7))
+        settings = SampleSettings(prompt=PROMPT, steps=args.sample_steps, frames=len(frames),
+                                  size=(frames.shape[2], frames.shape[1]), fuse=key != "sample_unfused")
+        sample_video(base, settings, loras, device="cpu", on_step=lambda *_: clock())
+
+
+def child(args) -> None:
+    """One row: run it, then write its timings and peak memory as JSON."""
+    import torch
+
+    from cav_core import load_base
+
+    torch.set_num_threads(args.threads)
+    stamps: list[float] = []
+    base = load_base(args.base_dir)
+    frames = np.random.default_rng(0).integers(0, 256, (args.frames, args.size, args.size, 3), dtype=np.uint8)
+    _run_row(args.child, base, frames, args, lambda: stamps.append(time.time()))
+    warmup = 1 if args.child in SAMPLING_ROWS else args.warmup  # a sampling step has no optimiser to warm up
+    gaps = np.diff(stamps)[warmup:] if len(stamps) > 1 else []
+    step = statistics.median(gaps) if len(gaps) else float("nan")
+    result = {"s_per_step": step, "setup_s": stamps[0] - args.t0 - step if stamps else float("nan"),
+              "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+    with open(args.json, "w") as f:
+        json.dump(result, f)
+
+
+def run_row(key: str, args, base_dir: str) -> dict:
+    with tempfile.NamedTemporaryFile(suffix=".json", delete=False) as tmp:
+        out = tmp.name
+    steps = args.sample_steps if key.startswith("sample") else args.steps
+    cmd = [sys.executable, "-m", "tools.bench.cpu_cost", "--child", key, "--base-dir", base_dir, "--json", out,
+           "--steps", str(args.steps), "--sample-steps", str(args.sample_steps), "--warmup", str(args.warmup),
+           "--frames", str(args.frames), "--size", str(args.size), "--threads", str(args.threads),
+           "--t0", str(time.time())]
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
+    try:
+        if proc.returncode:
+            return {"error": (proc.stderr.strip().splitlines() or ["no output"])[-1][:200]}
+        with open(out) as f:
+            return {**json.load(f), "steps": steps}
+    finally:
+        os.remove(out)
+
+
+def table(title: str, rows: dict, results: dict, versus: str | None = None) -> str:
+    extra = f" | × {rows[versus].split(':')[0]}" if versus else ""
+    head = f"| configuration | s/step | × first | peak RSS MiB | × first | setup s | × first{extra} (step / RSS / setup) |"
+    lines = [f"\n## {title}", head, "|---" * (head.count("|") - 1) + "|"]
+    keys = list(rows)
+    first = results[keys[0]]
+    for key in keys:
+        r = results[key]
+        if "error" in r:
+            lines.append(f"| {rows[key]} | FAILED: {r['error']} |" + " |" * (head.count("|") - 3))
+            continue
+        cells = [f"{r['s_per_step']:.3f}", _ratio(r, first, "s_per_step"), f"{r['peak_rss_mib']:.0f}",
+                 _ratio(r, first, "peak_rss_mib"), f"{r['setup_s']:.1f}", _ratio(r, first, "setup_s")]
+        if versus:
+            v = results[versus]
+            cells.append(" / ".join(_ratio(r, v, k) for k in ("s_per_step", "peak_rss_mib", "setup_s")))
+        lines.append(f"| {rows[key]} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def _ratio(r: dict, base: dict, key: str) -> str:
+    if "error" in base or not base[key]:
+        return "n/a"
+    return f"{r[key] / base[key]:.2f}"
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--small", action="store_true", help="a narrow base (checks the script, measures nothing)")
+    p.add_argument("--frames", type=int, default=16)
+    p.add_argument("--size", type=int, default=128)
+    p.add_argument("--steps", type=int, default=8, help="training steps per row")
+    p.add_argument("--sample-steps", type=int, default=6)
+    p.add_argument("--warmup", type=int, default=2)
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--rows", help="comma-separated row keys (default: all)")
+    p.add_argument("--out", help="also write the tables here (markdown)")
+    p.add_argument("--child", help=argparse.SUPPRESS)
+    p.add_argument("--base-dir", help=argparse.SUPPRESS)
+    p.add_argument("--json", help=argparse.SUPPRESS)
+    p.add_argument("--t0", type=float, help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    if args.child:
+        child(args)
+        return 0
+    import diffusers
+    import peft
+    import torch
+
+    wanted = set(args.rows.split(",")) if args.rows else set(TRAINING_ROWS) | set(SAMPLING_ROWS)
+    header = [f"# CPU cost of training and sampling ({'narrow test base' if args.small else '64.5 M-parameter UNet3D'})",
+              f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, {args.threads} threads; "
+              f"torch {torch.__version__}, diffusers {diffusers.__version__}, peft {peft.__version__}; "
+              f"{args.frames} frames at {args.size}x{args.size}, fp32; {args.steps} training steps a row "
+              f"(median after {args.warmup}), {args.sample_steps} sampling steps with guidance (median after 1)"]
+    print("\n".join(header), flush=True)
+    results = {}
+    with tempfile.TemporaryDirectory() as folder:
+        base_dir = build_base_folder(folder, args.small)
+        for key in [*TRAINING_ROWS, *SAMPLING_ROWS]:
+            if key in wanted:
+                results[key] = run_row(key, args, base_dir)
+                print(f"{key}: {results[key]}", flush=True)
+    training = {k: v for k, v in TRAINING_ROWS.items() if k in results}
+    sampling = {k: v for k, v in SAMPLING_ROWS.items() if k in results}
+    report = "\n".join(header)
+    if training:
+        versus = "motiondirector" if "motiondirector" in training else None
+        report += table("Training", training, results, versus)
+    if sampling:
+        report += table("Sampling", sampling, results)
+    print(report)
+    if args.out:
+        from cav_core import atomic_path
+
+        with atomic_path(args.out) as tmp, open(tmp, "w") as f:
+            f.write(report + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
