@@ -21,6 +21,7 @@ _PUBLIC = {
     "errors": ("CavError", "NonFiniteLoss", "TrainingInterrupted"),
     "files": ("atomic_path",),
     "latents": ("decode_latents", "encode_frames", "frames_to_tensor"),
+    "lora_merge": ("MergeResult", "merge_adapters", "merge_loras"),
     "motion_training": ("train_motion",),
     "recipe": ("Recipe", "recipe_for"),
     "sampling": ("Appearance", "SampleSettings", "sample_video"),
