@@ -23,6 +23,7 @@ _PUBLIC = {
     "latents": ("decode_latents", "encode_frames", "frames_to_tensor"),
     "lora_merge": ("MergeResult", "merge_adapters", "merge_loras"),
     "motion_training": ("train_motion",),
+    "motiondirector_import": ("import_motiondirector", "motiondirector_targets"),
     "recipe": ("Recipe", "recipe_for"),
     "sampling": ("Appearance", "SampleSettings", "sample_video"),
     "settings": ("AbsorberSettings", "ComputeSettings", "MotionSettings"),
