@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import sys
 
@@ -13,13 +14,19 @@ from .errors import CavError
 
 
 def _lora_arg(text: str) -> tuple[str, float]:
-    """FILE[:WEIGHT]; the weight is taken only when the part after the last ':' is a number."""
+    """FILE[:WEIGHT]; the weight is taken only when the part after the last ':' is a number.
+
+    NaN and inf parse as numbers but would ruin every output: refused.
+    """
     path, sep, weight = text.rpartition(":")
     if sep and path:
         try:
-            return path, float(weight)
+            value = float(weight)
         except ValueError:
-            pass
+            return text, 1.0
+        if not math.isfinite(value):
+            raise CavError(f"{text}: the weight must be a finite number, not {weight}")
+        return path, value
     return text, 1.0
 
 
@@ -110,18 +117,19 @@ def cmd_sample(args) -> None:
     from .sampling import Appearance, SampleSettings, sample_video
     from .video_io import VideoOptions, read_video, write_video
 
+    loras = [_lora_arg(text) for text in args.lora]
+    appearance_arg = _lora_arg(args.appearance_lora) if args.appearance_lora else None
     base = load_base(args.base)
     motion = []
-    for text in args.lora:
-        path, weight = _lora_arg(text)
+    for path, weight in loras:
         adapter = load_adapter_file(path)
         check_adapter_fits(adapter, base, path)
         if adapter.temporal is None:
             raise CavError(f"{path} holds no motion (temporal) LoRA")
         motion.append((adapter.temporal, weight))
     appearance = None
-    if args.appearance_lora:
-        path, weight = _lora_arg(args.appearance_lora)
+    if appearance_arg:
+        path, weight = appearance_arg
         adapter = load_adapter_file(path)
         check_adapter_fits(adapter, base, path)
         if adapter.spatial is None and adapter.textual_inversion is None:

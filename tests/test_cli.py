@@ -101,3 +101,24 @@ def test_subprocess_error_has_no_traceback(tmp_path):
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines() == [f"error: adapter file not found: {tmp_path / 'missing.safetensors'}"]
+
+
+def _one_error_line(capsys, *words):
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and err.count("\n") == 1 and "Traceback" not in err, err
+    assert all(w in err for w in words), err
+    return err
+
+
+@pytest.mark.parametrize("weight", ["nan", "NaN", "inf", "-inf", "Infinity"])
+def test_nan_and_inf_weights_are_refused(tiny_base_dir, tmp_path, capsys, weight):
+    from cav_core.errors import CavError
+
+    with pytest.raises(CavError, match="finite number"):
+        _lora_arg(f"a.safetensors:{weight}")
+    common = ["--base", tiny_base_dir, "--prompt", "x", "--out", str(tmp_path / "o.gif")]
+    assert main(["sample", "--lora", f"a.safetensors:{weight}", *common]) == 2
+    _one_error_line(capsys, f"a.safetensors:{weight}: the weight must be a finite number")
+    assert main(["sample", "--appearance-lora", f"a.safetensors:{weight}", *common]) == 2
+    _one_error_line(capsys, "finite number")
+    assert os.listdir(tmp_path) == []
