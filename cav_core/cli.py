@@ -1,4 +1,4 @@
-"""Headless command line: train, sample, inspect, demo.
+"""Headless command line: train, sample, inspect, merge, import, demo.
 
 User errors print one line and exit with status 2; an interrupt exits with 130 and writes nothing.
 """
@@ -68,6 +68,11 @@ class _Bar:
         return self.bars[name]
 
 
+def _check_adapter_out(path: str) -> None:
+    if not path.endswith(".safetensors"):
+        raise CavError("--out must name a .safetensors file")
+
+
 def _video_options(args, base):
     """The clip's frame selection: what the flags say, else the base's recipe (frames and size)."""
     from .video_io import VideoOptions
@@ -84,8 +89,7 @@ def cmd_train(args) -> None:
     from .training import train_customization
     from .video_io import read_video
 
-    if not args.out.endswith(".safetensors"):
-        raise CavError("--out must name a .safetensors file")
+    _check_adapter_out(args.out)
     if args.resume and not os.path.isfile(args.resume):
         raise CavError(f"--resume {args.resume}: no such checkpoint")
     base = load_base(args.base)
@@ -159,6 +163,36 @@ def cmd_inspect(args) -> None:
             if part in info:
                 info[part].pop("targets")
     print(json.dumps(info, indent=2))
+
+
+def cmd_merge(args) -> None:
+    """Merge constant strengths only: a stack whose strengths change while sampling is no one LoRA."""
+    from .adapter_file import load_adapter_file, save_adapter_file
+    from .lora_merge import merge_adapters
+
+    _check_adapter_out(args.out)
+    sources = []
+    for path, weight in [_lora_arg(text) for text in args.loras]:
+        sources.append((os.path.basename(path), load_adapter_file(path), weight))
+    merged = merge_adapters(sources, args.max_rank)
+    save_adapter_file(args.out, merged)
+    print(args.out)
+    if args.max_rank is not None:
+        print(f"relative error of the rank-{merged.temporal.rank} merge: {merged.training['relative_error']:.6g}",
+              file=sys.stderr)
+
+
+def cmd_import(args) -> None:
+    from .adapter_file import save_adapter_file
+    from .base_model import load_base
+    from .motiondirector_import import import_motiondirector
+
+    _check_adapter_out(args.out)
+    if not os.path.isfile(args.file):
+        raise CavError(f"MotionDirector LoRA not found: {args.file}")
+    base = load_base(args.base)
+    save_adapter_file(args.out, import_motiondirector(args.file, base))
+    print(args.out)
 
 
 def cmd_demo(args) -> None:
@@ -237,6 +271,19 @@ def build_parser() -> argparse.ArgumentParser:
     i.add_argument("file")
     i.add_argument("--targets", action="store_true", help="list every adapted layer")
     i.set_defaults(func=cmd_inspect)
+
+    m = sub.add_parser("merge", help="merge weighted motion LoRAs of one base into one adapter file",
+                       description="Merge constant strengths only; the merged file samples as the stack does.")
+    m.add_argument("loras", nargs="+", metavar="FILE[:WEIGHT]", help="adapter files with their weights")
+    m.add_argument("--max-rank", type=int, help="cut each layer to this rank by SVD (prints the error it made)")
+    m.add_argument("--out", required=True, help="adapter file to write (.safetensors)")
+    m.set_defaults(func=cmd_merge)
+
+    im = sub.add_parser("import", help="convert a MotionDirector temporal LoRA (.pt or .safetensors)")
+    im.add_argument("file", help="MotionDirector's temporal LoRA file")
+    im.add_argument("--base", required=True, help="the base it was trained on (diffusers folder, or 'toy')")
+    im.add_argument("--out", required=True, help="adapter file to write (.safetensors)")
+    im.set_defaults(func=cmd_import)
 
     d = sub.add_parser("demo", help="one-shot demo on the bundled shapes-world model")
     d.add_argument("--out", required=True, help="folder for the reference, samples, LoRA and plots")
