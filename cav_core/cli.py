@@ -30,6 +30,41 @@ def _lora_arg(text: str) -> tuple[str, float]:
     return text, 1.0
 
 
+# atomic_path writes ".NAME.XXXXXXXX.partialEXT" beside the file: the longest name a write needs.
+_TEMP_NAME_EXTRA = len("..") + 8 + len(".partial")
+
+
+def _name_max(folder: str) -> int:
+    try:
+        limit = os.pathconf(folder, "PC_NAME_MAX")
+    except (AttributeError, OSError, ValueError):  # no pathconf (Windows) or no answer
+        return 255
+    return limit if limit > 0 else 255
+
+
+def _check_out_path(path: str, suffix: str = "") -> None:
+    """Refuse an output path whose names the file system cannot hold, before any work is done.
+
+    ``suffix`` is what is appended for files written beside it (train's ``.ckpt``). Folders that do
+    not exist yet are checked too, since the write creates them.
+    """
+    folder, name = os.path.split(os.path.abspath(path))
+    new_parts = []
+    while not os.path.isdir(folder) and os.path.dirname(folder) != folder:
+        folder, part = os.path.split(folder)
+        new_parts.append(part)
+    limit = _name_max(folder)
+    for part in reversed(new_parts):
+        if len(os.fsencode(part)) > limit:
+            raise CavError(f"folder name '{part[:40]}...' is {len(os.fsencode(part))} bytes; "
+                           f"this file system allows {limit}")
+    size = len(os.fsencode(name + suffix)) + _TEMP_NAME_EXTRA
+    if size > limit:
+        raise CavError(f"output file name '{name[:40]}...' is too long: {len(os.fsencode(name))} bytes, at most "
+                       f"{limit - _TEMP_NAME_EXTRA - len(os.fsencode(suffix))} here (room is kept for the "
+                       "temporary file written beside it)")
+
+
 def _size_arg(text: str):
     if "x" in text:
         w, h = text.lower().split("x", 1)
@@ -68,9 +103,10 @@ class _Bar:
         return self.bars[name]
 
 
-def _check_adapter_out(path: str) -> None:
+def _check_adapter_out(path: str, suffix: str = "") -> None:
     if not path.endswith(".safetensors"):
         raise CavError("--out must name a .safetensors file")
+    _check_out_path(path, suffix)
 
 
 def _video_options(args, base):
@@ -89,7 +125,7 @@ def cmd_train(args) -> None:
     from .training import train_customization
     from .video_io import read_video
 
-    _check_adapter_out(args.out)
+    _check_adapter_out(args.out, "" if args.resume else ".ckpt")
     if args.resume and not os.path.isfile(args.resume):
         raise CavError(f"--resume {args.resume}: no such checkpoint")
     base = load_base(args.base)
@@ -121,6 +157,7 @@ def cmd_sample(args) -> None:
     from .sampling import Appearance, SampleSettings, sample_video
     from .video_io import VideoOptions, read_video, write_video
 
+    _check_out_path(args.out)
     loras = [_lora_arg(text) for text in args.lora]
     appearance_arg = _lora_arg(args.appearance_lora) if args.appearance_lora else None
     base = load_base(args.base)

@@ -220,3 +220,32 @@ def test_nan_and_inf_weights_are_refused(tiny_base_dir, tmp_path, capsys, weight
     assert main(["sample", "--appearance-lora", f"a.safetensors:{weight}", *common]) == 2
     _one_error_line(capsys, "finite number")
     assert os.listdir(tmp_path) == []
+
+
+def test_output_names_too_long_for_the_file_system_are_refused_before_any_work(
+        tiny_base, tiny_base_dir, clip_file, tmp_path, monkeypatch, capsys):
+    from cav_core import training
+
+    def never(*args, **kwargs):
+        raise AssertionError("training started")
+
+    monkeypatch.setattr(training, "train_customization", never)
+    long_adapter = str(tmp_path / ("m" * 300 + ".safetensors"))
+    assert _train(tiny_base_dir, clip_file, long_adapter) == 2
+    _one_error_line(capsys, "too long", "312 bytes")
+    assert main(["sample", "--base", tiny_base_dir, "--prompt", "x", "--out", str(tmp_path / ("v" * 300 + ".gif"))]) == 2
+    _one_error_line(capsys, "too long")
+    a = _adapter_file(tmp_path / "a.safetensors", tiny_base, 1)
+    assert main(["merge", a, "--out", long_adapter]) == 2
+    _one_error_line(capsys, "too long")
+    assert main(["import", a, "--base", tiny_base_dir, "--out", long_adapter]) == 2
+    _one_error_line(capsys, "too long")
+    assert main(["merge", a, "--out", str(tmp_path / ("d" * 300) / "x.safetensors")]) == 2
+    _one_error_line(capsys, "folder name", "300 bytes")
+    assert sorted(os.listdir(tmp_path)) == ["a.safetensors", "ref.gif"]
+    # The longest name that still leaves room for the temporary file beside it is written.
+    longest = os.pathconf(tmp_path, "PC_NAME_MAX") - len("..12345678.partial")
+    fits = "n" * (longest - len(".safetensors")) + ".safetensors"
+    assert main(["merge", a, "--out", str(tmp_path / fits)]) == 0 and (tmp_path / fits).exists()
+    assert main(["merge", a, "--out", str(tmp_path / ("n" + fits))]) == 2
+    _one_error_line(capsys, f"at most {longest} here")
