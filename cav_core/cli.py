@@ -1,4 +1,4 @@
-"""Headless command line: train, sample, inspect, demo.
+"""Headless command line: train, sample, inspect, merge, import, demo.
 
 User errors print one line and exit with status 2; an interrupt exits with 130 and writes nothing.
 """
@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import sys
 
@@ -13,14 +14,55 @@ from .errors import CavError
 
 
 def _lora_arg(text: str) -> tuple[str, float]:
-    """FILE[:WEIGHT]; the weight is taken only when the part after the last ':' is a number."""
+    """FILE[:WEIGHT]; the weight is taken only when the part after the last ':' is a number.
+
+    NaN and inf parse as numbers but would ruin every output: refused.
+    """
     path, sep, weight = text.rpartition(":")
     if sep and path:
         try:
-            return path, float(weight)
+            value = float(weight)
         except ValueError:
-            pass
+            return text, 1.0
+        if not math.isfinite(value):
+            raise CavError(f"{text}: the weight must be a finite number, not {weight}")
+        return path, value
     return text, 1.0
+
+
+# atomic_path writes ".NAME.XXXXXXXX.partialEXT" beside the file: the longest name a write needs.
+_TEMP_NAME_EXTRA = len("..") + 8 + len(".partial")
+
+
+def _name_max(folder: str) -> int:
+    try:
+        limit = os.pathconf(folder, "PC_NAME_MAX")
+    except (AttributeError, OSError, ValueError):  # no pathconf (Windows) or no answer
+        return 255
+    return limit if limit > 0 else 255
+
+
+def _check_out_path(path: str, suffix: str = "") -> None:
+    """Refuse an output path whose names the file system cannot hold, before any work is done.
+
+    ``suffix`` is what is appended for files written beside it (train's ``.ckpt``). Folders that do
+    not exist yet are checked too, since the write creates them.
+    """
+    folder, name = os.path.split(os.path.abspath(path))
+    new_parts = []
+    while not os.path.isdir(folder) and os.path.dirname(folder) != folder:
+        folder, part = os.path.split(folder)
+        new_parts.append(part)
+    limit = _name_max(folder)
+    for part in reversed(new_parts):
+        if len(os.fsencode(part)) > limit:
+            raise CavError(f"folder name '{part[:40]}...' is {len(os.fsencode(part))} bytes; "
+                           f"this file system allows {limit}")
+    size = len(os.fsencode(name + suffix)) + _TEMP_NAME_EXTRA
+    if size > limit:
+        raise CavError(f"output file name '{name[:40]}...' is too long: {len(os.fsencode(name))} bytes, at most "
+                       f"{limit - _TEMP_NAME_EXTRA - len(os.fsencode(suffix))} here (room is kept for the "
+                       "temporary file written beside it)")
 
 
 def _size_arg(text: str):
@@ -61,6 +103,12 @@ class _Bar:
         return self.bars[name]
 
 
+def _check_adapter_out(path: str, suffix: str = "") -> None:
+    if not path.endswith(".safetensors"):
+        raise CavError("--out must name a .safetensors file")
+    _check_out_path(path, suffix)
+
+
 def _video_options(args, base):
     """The clip's frame selection: what the flags say, else the base's recipe (frames and size)."""
     from .video_io import VideoOptions
@@ -77,8 +125,7 @@ def cmd_train(args) -> None:
     from .training import train_customization
     from .video_io import read_video
 
-    if not args.out.endswith(".safetensors"):
-        raise CavError("--out must name a .safetensors file")
+    _check_adapter_out(args.out, "" if args.resume else ".ckpt")
     if args.resume and not os.path.isfile(args.resume):
         raise CavError(f"--resume {args.resume}: no such checkpoint")
     base = load_base(args.base)
@@ -110,18 +157,20 @@ def cmd_sample(args) -> None:
     from .sampling import Appearance, SampleSettings, sample_video
     from .video_io import VideoOptions, read_video, write_video
 
+    _check_out_path(args.out)
+    loras = [_lora_arg(text) for text in args.lora]
+    appearance_arg = _lora_arg(args.appearance_lora) if args.appearance_lora else None
     base = load_base(args.base)
     motion = []
-    for text in args.lora:
-        path, weight = _lora_arg(text)
+    for path, weight in loras:
         adapter = load_adapter_file(path)
         check_adapter_fits(adapter, base, path)
         if adapter.temporal is None:
             raise CavError(f"{path} holds no motion (temporal) LoRA")
         motion.append((adapter.temporal, weight))
     appearance = None
-    if args.appearance_lora:
-        path, weight = _lora_arg(args.appearance_lora)
+    if appearance_arg:
+        path, weight = appearance_arg
         adapter = load_adapter_file(path)
         check_adapter_fits(adapter, base, path)
         if adapter.spatial is None and adapter.textual_inversion is None:
@@ -151,6 +200,36 @@ def cmd_inspect(args) -> None:
             if part in info:
                 info[part].pop("targets")
     print(json.dumps(info, indent=2))
+
+
+def cmd_merge(args) -> None:
+    """Merge constant strengths only: a stack whose strengths change while sampling is no one LoRA."""
+    from .adapter_file import load_adapter_file, save_adapter_file
+    from .lora_merge import merge_adapters
+
+    _check_adapter_out(args.out)
+    sources = []
+    for path, weight in [_lora_arg(text) for text in args.loras]:
+        sources.append((os.path.basename(path), load_adapter_file(path), weight))
+    merged = merge_adapters(sources, args.max_rank)
+    save_adapter_file(args.out, merged)
+    print(args.out)
+    if args.max_rank is not None:
+        print(f"relative error of the rank-{merged.temporal.rank} merge: {merged.training['relative_error']:.6g}",
+              file=sys.stderr)
+
+
+def cmd_import(args) -> None:
+    from .adapter_file import save_adapter_file
+    from .base_model import load_base
+    from .motiondirector_import import import_motiondirector
+
+    _check_adapter_out(args.out)
+    if not os.path.isfile(args.file):
+        raise CavError(f"MotionDirector LoRA not found: {args.file}")
+    base = load_base(args.base)
+    save_adapter_file(args.out, import_motiondirector(args.file, base))
+    print(args.out)
 
 
 def cmd_demo(args) -> None:
@@ -229,6 +308,19 @@ def build_parser() -> argparse.ArgumentParser:
     i.add_argument("file")
     i.add_argument("--targets", action="store_true", help="list every adapted layer")
     i.set_defaults(func=cmd_inspect)
+
+    m = sub.add_parser("merge", help="merge weighted motion LoRAs of one base into one adapter file",
+                       description="Merge constant strengths only; the merged file samples as the stack does.")
+    m.add_argument("loras", nargs="+", metavar="FILE[:WEIGHT]", help="adapter files with their weights")
+    m.add_argument("--max-rank", type=int, help="cut each layer to this rank by SVD (prints the error it made)")
+    m.add_argument("--out", required=True, help="adapter file to write (.safetensors)")
+    m.set_defaults(func=cmd_merge)
+
+    im = sub.add_parser("import", help="convert a MotionDirector temporal LoRA (.pt or .safetensors)")
+    im.add_argument("file", help="MotionDirector's temporal LoRA file")
+    im.add_argument("--base", required=True, help="the base it was trained on (diffusers folder, or 'toy')")
+    im.add_argument("--out", required=True, help="adapter file to write (.safetensors)")
+    im.set_defaults(func=cmd_import)
 
     d = sub.add_parser("demo", help="one-shot demo on the bundled shapes-world model")
     d.add_argument("--out", required=True, help="folder for the reference, samples, LoRA and plots")

@@ -101,3 +101,151 @@ def test_subprocess_error_has_no_traceback(tmp_path):
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines() == [f"error: adapter file not found: {tmp_path / 'missing.safetensors'}"]
+
+
+def _adapter_file(path, base, seed, rank=2, fingerprint=None):
+    from cav_core.adapter_file import AdapterFile, save_adapter_file
+    from conftest import random_lora
+
+    lora = random_lora(base.unet, seed, rank=rank)
+    return save_adapter_file(path, AdapterFile(base.name, fingerprint or base.fingerprint, temporal=lora,
+                                               training={"steps": seed}))
+
+
+def _one_error_line(capsys, *words):
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and err.count("\n") == 1 and "Traceback" not in err, err
+    assert all(w in err for w in words), err
+    return err
+
+
+def test_merge_writes_one_lora_that_is_the_weighted_stack(tiny_base, tmp_path, capsys):
+    import torch
+
+    from cav_core.adapter_file import load_adapter_file
+
+    a = _adapter_file(tmp_path / "a.safetensors", tiny_base, 1, rank=2)
+    b = _adapter_file(tmp_path / "b.safetensors", tiny_base, 2, rank=3)
+    out = tmp_path / "ab.safetensors"
+    assert main(["merge", f"{a}:0.6", f"{b}:-0.4", "--out", str(out)]) == 0
+    assert capsys.readouterr().out.strip() == str(out)
+    merged, la, lb = (load_adapter_file(p) for p in (out, a, b))
+    assert merged.temporal.rank == 5 and merged.kinds == ["temporal"]
+    assert [(s["file"], s["weight"], s["training"]) for s in merged.training["merged_from"]] == [
+        ("a.safetensors", 0.6, {"steps": 1}), ("b.safetensors", -0.4, {"steps": 2})]
+    for t in merged.temporal.targets:
+        expected = 0.6 * la.temporal.delta(t) - 0.4 * lb.temporal.delta(t)
+        assert torch.allclose(merged.temporal.delta(t), expected, atol=1e-6)
+    cut = tmp_path / "cut.safetensors"
+    assert main(["merge", str(a), str(b), "--max-rank", "1", "--out", str(cut)]) == 0  # weights default to 1
+    captured = capsys.readouterr()
+    assert captured.out.strip() == str(cut)
+    record = load_adapter_file(cut).training
+    assert record["max_rank"] == 1 and [s["weight"] for s in record["merged_from"]] == [1.0, 1.0]
+    assert "relative error of the rank-1 merge" in captured.err
+    assert float(captured.err.split(":")[-1]) == pytest.approx(record["relative_error"], rel=1e-5)
+    assert record["relative_error"] > 0
+
+
+def test_merge_refuses_other_bases_bad_weights_and_missing_files(tiny_base, tmp_path, capsys):
+    a = _adapter_file(tmp_path / "a.safetensors", tiny_base, 1)
+    wide = _adapter_file(tmp_path / "wide.safetensors", tiny_base, 2, fingerprint="0123456789abcdef")
+    out = tmp_path / "out.safetensors"
+    assert main(["merge", a, wide, "--out", str(out)]) == 2
+    _one_error_line(capsys, "wide.safetensors was trained on base", "only LoRAs of one base")
+    assert main(["merge", a, f"{a}:nan", "--out", str(out)]) == 2
+    _one_error_line(capsys, "finite number")
+    assert main(["merge", a, str(tmp_path / "missing.safetensors"), "--out", str(out)]) == 2
+    _one_error_line(capsys, "not found")
+    assert main(["merge", a, "--out", str(tmp_path / "out.gif")]) == 2
+    _one_error_line(capsys, ".safetensors")
+    assert not out.exists() and sorted(os.listdir(tmp_path)) == ["a.safetensors", "wide.safetensors"]
+
+
+def test_import_converts_a_motiondirector_file_that_then_samples(tiny_base, tiny_base_dir, tmp_path, capsys):
+    import torch
+
+    from cav_core.adapter_file import load_adapter_file
+    from test_motiondirector_import import md_pairs, write_pt
+
+    pairs = md_pairs(tiny_base.unet, rank=4)
+    source = write_pt(tmp_path / "500_unet.pt", pairs)
+    out = tmp_path / "imported.safetensors"
+    assert main(["import", source, "--base", tiny_base_dir, "--out", str(out)]) == 0
+    assert capsys.readouterr().out.strip() == str(out)
+    adapter = load_adapter_file(out)
+    assert adapter.training == {"imported_from": "MotionDirector", "file": "500_unet.pt", "format": "pt"}
+    for name, up, down in pairs:
+        assert torch.allclose(adapter.temporal.delta(name), up @ down, atol=1e-6)
+    video = tmp_path / "sample.gif"
+    assert main(["sample", "--base", tiny_base_dir, "--lora", f"{out}:0.5", "--prompt", "a blue circle",
+                 "--steps", "2", "--frames", "4", "--out", str(video), "--quiet"]) == 0
+    assert read_video(video).frames.shape == (4, 16, 16, 3)
+
+
+def test_import_errors_are_one_line_and_write_nothing(tiny_base, tiny_base_dir, tmp_path, capsys):
+    import torch
+
+    from test_motiondirector_import import _WritesMarker, md_pairs, write_pt
+
+    out = tmp_path / "out.safetensors"
+    marker = tmp_path / "code_ran"
+    pickled = tmp_path / "pickled.pt"
+    torch.save([torch.zeros(2), _WritesMarker(marker)], pickled)
+    assert main(["import", str(pickled), "--base", tiny_base_dir, "--out", str(out)]) == 2
+    _one_error_line(capsys, "needs code to load", "was not run")
+    assert not marker.exists()
+    cut = write_pt(tmp_path / "cut.pt", md_pairs(tiny_base.unet, rank=2))
+    with open(cut, "r+b") as f:
+        f.truncate(os.path.getsize(cut) // 2)
+    assert main(["import", cut, "--base", tiny_base_dir, "--out", str(out)]) == 2
+    _one_error_line(capsys, "truncated")
+    short = write_pt(tmp_path / "short.pt", md_pairs(tiny_base.unet, rank=2)[:-1])
+    assert main(["import", short, "--base", tiny_base_dir, "--out", str(out)]) == 2
+    _one_error_line(capsys, "made for another base", "49 layers", "has 50")
+    assert main(["import", str(tmp_path / "absent.pt"), "--base", tiny_base_dir, "--out", str(out)]) == 2
+    _one_error_line(capsys, "not found")
+    assert not out.exists() and [f for f in os.listdir(tmp_path) if "partial" in f] == []
+
+
+@pytest.mark.parametrize("weight", ["nan", "NaN", "inf", "-inf", "Infinity"])
+def test_nan_and_inf_weights_are_refused(tiny_base_dir, tmp_path, capsys, weight):
+    from cav_core.errors import CavError
+
+    with pytest.raises(CavError, match="finite number"):
+        _lora_arg(f"a.safetensors:{weight}")
+    common = ["--base", tiny_base_dir, "--prompt", "x", "--out", str(tmp_path / "o.gif")]
+    assert main(["sample", "--lora", f"a.safetensors:{weight}", *common]) == 2
+    _one_error_line(capsys, f"a.safetensors:{weight}: the weight must be a finite number")
+    assert main(["sample", "--appearance-lora", f"a.safetensors:{weight}", *common]) == 2
+    _one_error_line(capsys, "finite number")
+    assert os.listdir(tmp_path) == []
+
+
+def test_output_names_too_long_for_the_file_system_are_refused_before_any_work(
+        tiny_base, tiny_base_dir, clip_file, tmp_path, monkeypatch, capsys):
+    from cav_core import training
+
+    def never(*args, **kwargs):
+        raise AssertionError("training started")
+
+    monkeypatch.setattr(training, "train_customization", never)
+    long_adapter = str(tmp_path / ("m" * 300 + ".safetensors"))
+    assert _train(tiny_base_dir, clip_file, long_adapter) == 2
+    _one_error_line(capsys, "too long", "312 bytes")
+    assert main(["sample", "--base", tiny_base_dir, "--prompt", "x", "--out", str(tmp_path / ("v" * 300 + ".gif"))]) == 2
+    _one_error_line(capsys, "too long")
+    a = _adapter_file(tmp_path / "a.safetensors", tiny_base, 1)
+    assert main(["merge", a, "--out", long_adapter]) == 2
+    _one_error_line(capsys, "too long")
+    assert main(["import", a, "--base", tiny_base_dir, "--out", long_adapter]) == 2
+    _one_error_line(capsys, "too long")
+    assert main(["merge", a, "--out", str(tmp_path / ("d" * 300) / "x.safetensors")]) == 2
+    _one_error_line(capsys, "folder name", "300 bytes")
+    assert sorted(os.listdir(tmp_path)) == ["a.safetensors", "ref.gif"]
+    # The longest name that still leaves room for the temporary file beside it is written.
+    longest = os.pathconf(tmp_path, "PC_NAME_MAX") - len("..12345678.partial")
+    fits = "n" * (longest - len(".safetensors")) + ".safetensors"
+    assert main(["merge", a, "--out", str(tmp_path / fits)]) == 0 and (tmp_path / fits).exists()
+    assert main(["merge", a, "--out", str(tmp_path / ("n" + fits))]) == 2
+    _one_error_line(capsys, f"at most {longest} here")
