@@ -7,6 +7,7 @@ when it fused the deltas into the base weights, restores those weights from an e
 from __future__ import annotations
 
 import contextlib
+import math
 import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -42,6 +43,17 @@ class LoraWeights:
         a = self.tensors[f"{target}.lora_A.weight"].float()
         b = self.tensors[f"{target}.lora_B.weight"].float()
         return (b.flatten(1) @ a.flatten(1)).reshape(b.shape[0], *a.shape[1:]) * (self.alpha / self.rank)
+
+
+def check_weight(weight: float, what: str) -> float:
+    """A strength must be a finite number: NaN or inf would silently ruin every output."""
+    try:
+        value = float(weight)
+    except (TypeError, ValueError):
+        value = math.nan
+    if not math.isfinite(value):
+        raise CavError(f"{what}: the weight must be a finite number, not {weight}")
+    return value
 
 
 def inject_lora(unet: torch.nn.Module, name: str, targets: Sequence[str], rank: int, alpha: float,
@@ -155,8 +167,9 @@ def applied_loras(unet: torch.nn.Module, loras: Sequence[tuple[LoraWeights, floa
     if not loras:
         yield
         return
-    for lora, _ in loras:
+    for i, (lora, strength) in enumerate(loras):
         check_lora_fits(unet, lora)
+        check_weight(strength, f"LoRA {i + 1} of {len(loras)}")
     if fuse:
         modules = dict(unet.named_modules())
         targets = sorted({t for lora, _ in loras for t in lora.targets})

@@ -6,11 +6,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import sys
 
+from .adapters import check_weight
 from .errors import CavError
+from .files import check_name_fits
 
 
 def _lora_arg(text: str) -> tuple[str, float]:
@@ -24,45 +25,8 @@ def _lora_arg(text: str) -> tuple[str, float]:
             value = float(weight)
         except ValueError:
             return text, 1.0
-        if not math.isfinite(value):
-            raise CavError(f"{text}: the weight must be a finite number, not {weight}")
-        return path, value
+        return path, check_weight(value, text)
     return text, 1.0
-
-
-# atomic_path writes ".NAME.XXXXXXXX.partialEXT" beside the file: the longest name a write needs.
-_TEMP_NAME_EXTRA = len("..") + 8 + len(".partial")
-
-
-def _name_max(folder: str) -> int:
-    try:
-        limit = os.pathconf(folder, "PC_NAME_MAX")
-    except (AttributeError, OSError, ValueError):  # no pathconf (Windows) or no answer
-        return 255
-    return limit if limit > 0 else 255
-
-
-def _check_out_path(path: str, suffix: str = "") -> None:
-    """Refuse an output path whose names the file system cannot hold, before any work is done.
-
-    ``suffix`` is what is appended for files written beside it (train's ``.ckpt``). Folders that do
-    not exist yet are checked too, since the write creates them.
-    """
-    folder, name = os.path.split(os.path.abspath(path))
-    new_parts = []
-    while not os.path.isdir(folder) and os.path.dirname(folder) != folder:
-        folder, part = os.path.split(folder)
-        new_parts.append(part)
-    limit = _name_max(folder)
-    for part in reversed(new_parts):
-        if len(os.fsencode(part)) > limit:
-            raise CavError(f"folder name '{part[:40]}...' is {len(os.fsencode(part))} bytes; "
-                           f"this file system allows {limit}")
-    size = len(os.fsencode(name + suffix)) + _TEMP_NAME_EXTRA
-    if size > limit:
-        raise CavError(f"output file name '{name[:40]}...' is too long: {len(os.fsencode(name))} bytes, at most "
-                       f"{limit - _TEMP_NAME_EXTRA - len(os.fsencode(suffix))} here (room is kept for the "
-                       "temporary file written beside it)")
 
 
 def _size_arg(text: str):
@@ -106,7 +70,7 @@ class _Bar:
 def _check_adapter_out(path: str, suffix: str = "") -> None:
     if not path.endswith(".safetensors"):
         raise CavError("--out must name a .safetensors file")
-    _check_out_path(path, suffix)
+    check_name_fits(path, suffix)
 
 
 def _video_options(args, base):
@@ -154,16 +118,17 @@ def cmd_train(args) -> None:
 def cmd_sample(args) -> None:
     from .adapter_file import check_adapter_fits, load_adapter_file
     from .base_model import load_base
+    from .motiondirector_import import load_motion_file
     from .sampling import Appearance, SampleSettings, sample_video
     from .video_io import VideoOptions, read_video, write_video
 
-    _check_out_path(args.out)
+    check_name_fits(args.out)
     loras = [_lora_arg(text) for text in args.lora]
     appearance_arg = _lora_arg(args.appearance_lora) if args.appearance_lora else None
     base = load_base(args.base)
     motion = []
     for path, weight in loras:
-        adapter = load_adapter_file(path)
+        adapter = load_motion_file(path, base)  # a MotionDirector LoRA is converted for the base
         check_adapter_fits(adapter, base, path)
         if adapter.temporal is None:
             raise CavError(f"{path} holds no motion (temporal) LoRA")

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import torch
 
 from .adapter_file import AdapterFile
-from .adapters import LoraWeights
+from .adapters import LoraWeights, check_weight
 from .errors import CavError
 
 
@@ -26,17 +26,6 @@ from .errors import CavError
 class MergeResult:
     lora: LoraWeights
     relative_error: float  # Frobenius norm of what the truncation dropped over the full delta, all targets
-
-
-def check_weight(weight: float, what: str) -> float:
-    """A strength must be a finite number: NaN or inf would silently ruin every output."""
-    try:
-        value = float(weight)
-    except (TypeError, ValueError):
-        value = math.nan
-    if not math.isfinite(value):
-        raise CavError(f"{what}: the weight must be a finite number, not {weight}")
-    return value
 
 
 def _blocks(lora: LoraWeights, target: str) -> tuple[torch.Tensor, torch.Tensor] | None:

@@ -152,3 +152,32 @@ def import_motiondirector(path: str | os.PathLike, base) -> AdapterFile:
     lora = _to_lora(pairs, base, name)
     return AdapterFile(base_name=base.name, base_fingerprint=base.fingerprint, temporal=lora,
                        training={"imported_from": SOURCE, "file": name, "format": kind})
+
+
+def is_motiondirector_file(path: str | os.PathLike) -> bool:
+    """Whether ``path`` looks like a MotionDirector LoRA rather than this project's adapter file."""
+    path = os.fspath(path)
+    kind = _FORMATS.get(os.path.splitext(path)[1].lower())
+    if kind == "pt":
+        return True
+    if kind != "safetensors" or not os.path.isfile(path):
+        return False
+    try:
+        with safe_open(path, framework="pt") as f:
+            meta, keys = f.metadata() or {}, list(f.keys())
+    except (SafetensorError, OSError, ValueError):
+        return False
+    return meta.get("format") != FORMAT and any(k.endswith(":up") for k in keys)
+
+
+def load_motion_file(path: str | os.PathLike, base=None) -> AdapterFile:
+    """A motion-LoRA file of either kind: this project's adapter file as it is, a MotionDirector
+    LoRA converted for ``base`` (which it needs: the file names no layers)."""
+    from .adapter_file import load_adapter_file
+
+    if not is_motiondirector_file(path):
+        return load_adapter_file(path)
+    if base is None:
+        raise CavError(f"{os.path.basename(os.fspath(path))} is a MotionDirector LoRA: it is converted for a "
+                       "base, so give the base it was trained on")
+    return import_motiondirector(path, base)

@@ -6,7 +6,7 @@ import torch
 
 from cav_core.adapter_file import (AdapterFile, TokenEmbeddings, check_adapter_fits, load_adapter_file,
                                    save_adapter_file)
-from cav_core.adapters import applied_loras
+from cav_core.adapters import applied_loras, tuner_layers
 from cav_core.errors import CavError
 from cav_core.targeting import temporal_targets
 from conftest import random_lora
@@ -113,3 +113,16 @@ def test_a_conv_lora_of_the_wrong_shape_is_refused_before_peft_sees_it(tiny_base
     bad[f"{conv}.lora_A.weight"] = torch.zeros(lora.rank, 3, 3, 1, 1)  # wrong input channels
     with pytest.raises(CavError, match=conv.replace(".", r"\.")):
         check_lora_fits(unet, LoraWeights(lora.role, lora.rank, lora.alpha, bad))
+
+
+@pytest.mark.parametrize("strength", [float("nan"), float("inf"), -float("inf")])
+def test_a_non_finite_strength_is_refused_before_the_base_is_touched(tiny_base, strength):
+
+    lora = random_lora(tiny_base.unet, 1)
+    before = {k: v.clone() for k, v in tiny_base.unet.state_dict().items()}
+    for fuse in (True, False):
+        with pytest.raises(CavError, match="finite number"):
+            with applied_loras(tiny_base.unet, [(lora, 0.5), (lora, strength)], fuse=fuse):
+                pass
+    after = tiny_base.unet.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before) and not list(tuner_layers(tiny_base.unet))

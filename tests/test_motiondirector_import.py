@@ -175,3 +175,22 @@ def test_a_pt_that_needs_code_to_load_is_refused_without_running_it(tiny_base, t
         import_motiondirector(path, tiny_base)
     assert not marker.exists()
     assert os.listdir(tmp_path) == ["pickled.pt"]
+
+
+def test_load_motion_file_takes_either_kind_and_sample_uses_a_motiondirector_file(tiny_base, tiny_base_dir,
+                                                                                   tmp_path, capsys):
+    from cav_core.cli import main
+    from cav_core.motiondirector_import import is_motiondirector_file, load_motion_file
+
+    pairs = md_pairs(tiny_base.unet)
+    pt, st = write_pt(tmp_path / "md.pt", pairs), write_safetensors(tmp_path / "md.safetensors", pairs)
+    ours = save_adapter_file(tmp_path / "ours.safetensors", AdapterFile(
+        tiny_base.name, tiny_base.fingerprint, temporal=random_lora(tiny_base.unet, 1)))
+    assert is_motiondirector_file(pt) and is_motiondirector_file(st) and not is_motiondirector_file(ours)
+    assert load_motion_file(ours).training == {}  # ours needs no base
+    with pytest.raises(CavError, match="give the base"):
+        load_motion_file(pt)
+    assert load_motion_file(pt, tiny_base).training["imported_from"] == "MotionDirector"
+    out = tmp_path / "md.gif"
+    assert main(["sample", "--base", tiny_base_dir, "--lora", f"{pt}:0.5", "--prompt", "x", "--steps", "1",
+                 "--frames", "2", "--out", str(out), "--quiet"]) == 0 and out.exists()
