@@ -20,6 +20,7 @@ NODE_IDS = {
     "sample": "CAV_SampleVideo",
     "save_motion_lora": "CAV_SaveMotionLora",
     "inspect_motion_lora": "CAV_InspectMotionLora",
+    "merge_motion_loras": "CAV_MergeMotionLoras",
     # deprecated: kept so that saved workflows load and run
     "train_motion_lora_v1": "CAV_TrainMotionLora",
 }

@@ -7,6 +7,7 @@ from . import folders, routes
 from .appearance import ApplyAppearance
 from .base import LoadBase
 from .lora import InspectMotionLora, LoadMotionLora, MotionLoraStackNode, SaveMotionLora
+from .merge import MergeMotionLoras
 from .sample import SampleVideo
 from .deprecated import DEPRECATED_NODES
 from .train import TrainAbsorber, TrainMotion
@@ -14,7 +15,7 @@ from .video import LoadReferenceVideo
 
 NODES: list[type[io.ComfyNode]] = [
     LoadBase, LoadReferenceVideo, TrainAbsorber, TrainMotion, LoadMotionLora, MotionLoraStackNode,
-    ApplyAppearance, SampleVideo, SaveMotionLora, InspectMotionLora, *DEPRECATED_NODES,
+    ApplyAppearance, SampleVideo, SaveMotionLora, InspectMotionLora, MergeMotionLoras, *DEPRECATED_NODES,
 ]
 
 

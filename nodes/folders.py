@@ -20,7 +20,7 @@ def register() -> None:
     """
     folder_paths.add_model_folder_path(MOTION_LORA_KEY, os.path.join(folder_paths.models_dir, MOTION_LORA_KEY))
     folders, _ = folder_paths.folder_names_and_paths[MOTION_LORA_KEY]
-    folder_paths.folder_names_and_paths[MOTION_LORA_KEY] = (folders, {paths.LORA_EXTENSION})
+    folder_paths.folder_names_and_paths[MOTION_LORA_KEY] = (folders, set(paths.LISTED_LORA_EXTENSIONS))
 
 
 def motion_lora_folders() -> list[str]:

@@ -6,11 +6,11 @@ import os
 
 from comfy_api.latest import io, ui
 
-from cav_core.adapter_file import load_adapter_file
+from cav_core.motiondirector_import import is_motiondirector_file, load_motion_file
 
 from .constants import NODE_IDS, UI_KEYS
 from . import folders, host, types
-from .values import MotionLora, MotionLoraStack
+from .values import LoadedBase, MotionLora, MotionLoraStack
 
 STACK_SLOTS = 3
 
@@ -26,10 +26,21 @@ def stack_ui(stack: MotionLoraStack) -> dict:
                      or "empty stack"]}
 
 
-def read_motion_lora(file_name: str) -> MotionLora:
-    """Call inside ``host.engine_call()`` (tensors must not be inference tensors)."""
+_converted: dict[tuple, MotionLora] = {}  # MotionDirector files converted for a base, by file state and base
+
+
+def read_motion_lora(file_name: str, base: LoadedBase | None = None) -> MotionLora:
+    """A motion-LoRA file of the folders; a MotionDirector LoRA is converted for ``base`` once per
+    file version and base. Call inside ``host.engine_call()`` (tensors must not be inference tensors)."""
     path = folders.motion_lora_path(file_name)
-    return MotionLora(name=os.path.splitext(os.path.basename(path))[0], adapter=load_adapter_file(path))
+    name = os.path.splitext(os.path.basename(path))[0]
+    if not is_motiondirector_file(path):
+        return MotionLora(name=name, adapter=load_motion_file(path))
+    key = (folders.file_fingerprint(folders.motion_lora_path, file_name), base.fingerprint if base else None)
+    if key not in _converted:
+        _converted.clear()  # one conversion kept: they are small, but a folder may hold many
+        _converted[key] = MotionLora(name=name, adapter=load_motion_file(path, base.base if base else None))
+    return _converted[key]
 
 
 class LoadMotionLora(io.ComfyNode):
@@ -40,16 +51,20 @@ class LoadMotionLora(io.ComfyNode):
             display_name=types.display_name("Load Motion LoRA"),
             category=types.CATEGORY,
             description="Reads a motion LoRA from models/cav_motion_loras and adds it, with a strength, to "
-                        "a motion-LoRA stack. Chain several loaders to combine motions.",
+                        "a motion-LoRA stack. Chain several loaders to combine motions. MotionDirector LoRAs "
+                        "(.pt, or its .safetensors export) load too, converted for the connected base.",
             inputs=[
                 io.Combo.Input("lora_name", options=folders.motion_lora_names(),
-                               tooltip="A .safetensors file in models/cav_motion_loras (or a cav_motion_loras "
-                                       "path of extra_model_paths.yaml), as saved by Train Motion T-LoRA or "
-                                       "Save Motion LoRA."),
+                               tooltip="A file in models/cav_motion_loras (or a cav_motion_loras path of "
+                                       "extra_model_paths.yaml): a .safetensors saved by Train Motion T-LoRA, "
+                                       "Save Motion LoRA or Merge Motion LoRAs, or a MotionDirector LoRA."),
                 _strength("strength", "How strongly this motion is applied (its delta is scaled by it; "
                                       "negative values push away from the motion)."),
                 types.MotionLoraStack.Input("stack", optional=True,
                                             tooltip="A stack to extend (from another loader or a stack node)."),
+                types.T2VBase.Input("base", optional=True,
+                                    tooltip="Needed only for a MotionDirector LoRA (.pt or its .safetensors "
+                                            "export): it is converted for this base when loaded."),
             ],
             outputs=[
                 types.MotionLoraStack.Output(display_name="stack",
@@ -65,10 +80,11 @@ class LoadMotionLora(io.ComfyNode):
         return folders.file_fingerprint(folders.motion_lora_path, lora_name)
 
     @classmethod
-    def execute(cls, lora_name: str, strength: float, stack: MotionLoraStack | None = None) -> io.NodeOutput:
+    def execute(cls, lora_name: str, strength: float, stack: MotionLoraStack | None = None,
+                base: LoadedBase | None = None) -> io.NodeOutput:
         with host.engine_call():
-            motion = read_motion_lora(lora_name)
-        out = (stack or MotionLoraStack()).plus(motion, strength)
+            motion = read_motion_lora(lora_name, base)
+            out = (stack or MotionLoraStack()).plus(motion, strength)
         return io.NodeOutput(out, motion, ui=stack_ui(out))
 
 

@@ -12,13 +12,15 @@ from collections.abc import Iterable
 
 from cav_core.base_model import TOY_KEYWORD, inspect_base_folder
 from cav_core.errors import CavError
-from cav_core.files import sanitize_name
+from cav_core.files import check_name_fits, sanitize_name
 from cav_core.shapes_world.references import REFERENCES, reference_path
 from cav_core.video_io import SUPPORTED_EXTENSIONS
 
 BUNDLED_BASE = "shapes_world (bundled)"
 BUNDLED_TAG = " [bundled]"
 LORA_EXTENSION = ".safetensors"
+# listed in the motion-LoRA folders: this project's files and MotionDirector's (.pt, converted on load)
+LISTED_LORA_EXTENSIONS = (LORA_EXTENSION, ".pt", ".pth")
 # Input folders hold many still PNGs (image uploads); animated ones are rare, so .png is not listed.
 LISTED_VIDEO_EXTENSIONS = tuple(e for e in SUPPORTED_EXTENSIONS if e != ".png")
 _ANNOTATION = re.compile(r"^(.*?)\s*\[(input|output|temp)\]$")
@@ -142,6 +144,7 @@ def save_path(folder: str, name: str, overwrite: bool) -> str:
     """Where to write ``name`` in ``folder``: the sanitized name, or with _00001.. when taken."""
     file_name = lora_file_name(name)
     path = safe_join(folder, file_name, "motion LoRA name")
+    check_name_fits(path)
     if overwrite or not os.path.lexists(path):
         return path
     stem = file_name[: -len(LORA_EXTENSION)]

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from cav_core.adapter_file import AdapterFile, TokenEmbeddings
-from cav_core.adapters import LoraWeights
+from cav_core.adapters import LoraWeights, check_weight
 from cav_core.base_model import check_same_base as engine_check_same_base
 from cav_core.errors import CavError
 from cav_core.sampling import Appearance
@@ -91,6 +91,7 @@ class StackEntry:
     strength: float
     base_name: str
     base_fingerprint: str
+    adapter: AdapterFile | None = None  # the whole file, for merging (it records its sources)
 
 
 @dataclass(frozen=True, eq=False)
@@ -100,8 +101,8 @@ class MotionLoraStack:
     entries: tuple[StackEntry, ...] = ()
 
     def plus(self, motion: MotionLora, strength: float) -> MotionLoraStack:
-        entry = StackEntry(motion.name, motion.temporal, float(strength), motion.adapter.base_name,
-                           motion.adapter.base_fingerprint)
+        entry = StackEntry(motion.name, motion.temporal, check_weight(strength, f"strength of '{motion.name}'"),
+                           motion.adapter.base_name, motion.adapter.base_fingerprint, motion.adapter)
         return MotionLoraStack(self.entries + (entry,))
 
     def weighted(self) -> list[tuple[LoraWeights, float]]:
@@ -131,6 +132,7 @@ class AppearanceChoice:
     source: str
 
     def __post_init__(self):
+        check_weight(self.strength, f"appearance strength of {self.source}")
         if self.spatial is None and self.textual_inversion is None:
             raise CavError(f"{self.source} has no S-LoRA and no textual inversion to apply; train the "
                            "absorber with kind slora, ti or dual, or switch on the part it has")

@@ -63,7 +63,7 @@ def host_dirs(comfy, tmp_path, tiny_base_dir, monkeypatch):
         os.makedirs(path)
     os.symlink(tiny_base_dir, os.path.join(dirs.diffusers, TINY))
     monkeypatch.setitem(fp.folder_names_and_paths, "diffusers", ([dirs.diffusers], {"folder"}))
-    monkeypatch.setitem(fp.folder_names_and_paths, "cav_motion_loras", ([dirs.loras], {".safetensors"}))
+    monkeypatch.setitem(fp.folder_names_and_paths, "cav_motion_loras", ([dirs.loras], {".safetensors", ".pt"}))
     monkeypatch.setattr(fp, "input_directory", dirs.input)
     monkeypatch.setattr(fp, "output_directory", dirs.output)
     monkeypatch.setattr(fp, "temp_directory", dirs.temp)

@@ -46,7 +46,7 @@ def test_entrypoint_is_v3_only_with_every_node(pack, comfy):
     extension = asyncio.run(pack.comfy_entrypoint())
     node_list = asyncio.run(extension.get_node_list())
     schemas = [cls.GET_SCHEMA() for cls in node_list]
-    assert len({s.node_id for s in schemas}) == len(schemas) == 11
+    assert len({s.node_id for s in schemas}) == len(schemas) == 12
     assert [s.node_id for s in schemas if s.is_deprecated] == ["CAV_TrainMotionLora"]
     for schema in schemas:
         assert schema.node_id.startswith("CAV_") and schema.category == "Customize-A-Video"
@@ -166,6 +166,58 @@ def test_training_nodes_can_checkpoint_gradients(nodes, chain):
     assert motions[True].adapter.training["gradient_checkpointing"] is True
     assert motions[False].adapter.training["gradient_checkpointing"] is False
     assert np.allclose(motions[True].losses["motion"], motions[False].losses["motion"], atol=1e-5)
+
+
+def test_merge_node_reproduces_the_stack_and_saves_one_file(nodes, chain, host_dirs, comfy):
+    base, frames = chain
+    a = run(nodes["CAV_TrainMotion"], base=base, reference=frames, **MOTION).result[0]
+    b = run(nodes["CAV_TrainMotion"], base=base, reference=frames, **{**MOTION, "seed": 1, "lr": 5e-2}).result[0]
+    stack = run(nodes["CAV_MotionLoraStack"], motion_lora_1=a, strength_1=0.6, motion_lora_2=b, strength_2=-0.4,
+                strength_3=1.0).result[0]
+    out = run(nodes["CAV_MergeMotionLoras"], stack=stack, name="mix", max_rank=0, save=True)
+    merged, saved = out.result
+    assert saved == "mix.safetensors" and os.listdir(host_dirs.loras) == [saved] and "exact" in out.ui.value
+    assert merged.temporal.rank == a.temporal.rank + b.temporal.rank
+    assert [s["weight"] for s in merged.adapter.training["merged_from"]] == [0.6, -0.4]
+    one = run(nodes["CAV_MotionLoraStack"], motion_lora_1=merged, strength_1=1.0, strength_2=1.0,
+              strength_3=1.0).result[0]
+    with_stack = run(nodes["CAV_SampleVideo"], base=base, motion_loras=stack, **SAMPLE).result[0]
+    with_merged = run(nodes["CAV_SampleVideo"], base=base, motion_loras=one, **SAMPLE).result[0]
+    assert torch.allclose(with_stack, with_merged, atol=1e-4)
+    cut = run(nodes["CAV_MergeMotionLoras"], stack=stack, name="mix", max_rank=1, save=False)
+    assert cut.result[0].temporal.rank == 1 and "relative error" in cut.ui.value and cut.result[1] == ""
+
+
+def test_loader_converts_a_motiondirector_file_for_the_connected_base(nodes, chain, host_dirs, comfy):
+    base, _ = chain
+    unet = base.base.unet
+    modules = dict(unet.named_modules())
+    from cav_core.motiondirector_import import motiondirector_targets
+
+    g = torch.Generator().manual_seed(0)
+    tensors = []
+    for name in motiondirector_targets(unet):  # MotionDirector's .pt: [up_0, down_0, up_1, ...]
+        layer = modules[name]
+        tensors += [torch.randn(layer.out_features, 2, generator=g), torch.randn(2, layer.in_features, generator=g)]
+    torch.save(tensors, os.path.join(host_dirs.loras, "md_motion.pt"))
+    comfy.folder_paths.filename_list_cache.clear()
+    with pytest.raises(Exception, match="MotionDirector LoRA.*give the base"):
+        run(nodes["CAV_LoadMotionLora"], lora_name="md_motion.pt", strength=1.0)
+    stack, motion = run(nodes["CAV_LoadMotionLora"], lora_name="md_motion.pt", strength=0.5, base=base).result
+    assert motion.adapter.training["imported_from"] == "MotionDirector" and stack.entries[0].strength == 0.5
+    images = run(nodes["CAV_SampleVideo"], base=base, motion_loras=stack, **SAMPLE).result[0]
+    assert images.shape == (5, 12, 16, 3)
+
+
+def test_bad_strengths_and_names_are_refused_with_a_message(nodes, chain, host_dirs):
+    base, frames = chain
+    motion = run(nodes["CAV_TrainMotion"], base=base, reference=frames, **MOTION).result[0]
+    with pytest.raises(Exception, match="finite number"):
+        run(nodes["CAV_MotionLoraStack"], motion_lora_1=motion, strength_1=float("nan"), strength_2=1.0,
+            strength_3=1.0)
+    with pytest.raises(Exception, match="too long"):
+        run(nodes["CAV_SaveMotionLora"], motion_lora=motion, name="x" * 300, overwrite=False)
+    assert os.listdir(host_dirs.loras) == []
 
 
 def loaded(comfy, patcher) -> bool:

@@ -92,3 +92,10 @@ def test_find_in_folders_checks_every_candidate(paths, tmp_path):
         paths.find_in_folders([str(a), str(b)], "../b/x.safetensors")
     with pytest.raises(CavError, match="not found"):
         paths.find_in_folders([str(a)], "y.safetensors")
+
+
+def test_a_save_name_too_long_for_the_file_system_is_refused_with_a_message(paths, tmp_path):
+    with pytest.raises(CavError, match="too long"):
+        paths.save_path(str(tmp_path), "m" * 300, overwrite=False)
+    assert paths.save_path(str(tmp_path), "m" * 100, overwrite=False).endswith("m" * 100 + ".safetensors")
+    assert list(tmp_path.iterdir()) == []  # nothing written

@@ -88,3 +88,11 @@ def test_motion_summary_hides_the_long_target_lists(values):
     summary = motion(values, spatial=lora(SPATIAL)).summary()
     assert summary["name"] == "zigzag" and summary["kinds"] == ["temporal", "spatial"]
     assert "targets" not in summary["temporal"] and summary["temporal"]["rank"] == 2
+
+
+@pytest.mark.parametrize("strength", [float("nan"), float("inf"), "nan"])
+def test_a_non_finite_strength_is_refused_where_it_is_set(values, strength):
+    with pytest.raises(CavError, match="strength of 'zigzag'.*finite number"):
+        values.MotionLoraStack().plus(motion(values), strength)
+    with pytest.raises(CavError, match="finite number"):
+        values.choose_appearance(None, motion(values, spatial=lora(SPATIAL)), True, True, float(strength))
