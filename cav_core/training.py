@@ -10,14 +10,12 @@ import json
 import os
 from dataclasses import asdict, dataclass, field
 
-import numpy as np
-
 from .absorber_training import Absorber, absorber_from_checkpoint, train_absorber
 from .adapter_file import AdapterFile
 from .adapters import LoraWeights
 from .checkpoint import RunCheckpoint
-from .frames import check_frames, run_identity
-from .motion_training import train_motion
+from .frames import as_clips, run_identity
+from .motion_training import motion_clips, train_motion
 from .settings import AbsorberSettings, ComputeSettings, MotionSettings
 from .step_loop import Hooks
 
@@ -28,12 +26,16 @@ class TrainResult:
     losses: dict = field(default_factory=dict)
 
 
-def training_record(motion: MotionSettings, frames: np.ndarray, absorber: AbsorberSettings | None,
+def training_record(motion: MotionSettings, frames, absorber: AbsorberSettings | None,
                     tokens: tuple[str, ...] = (), compute: ComputeSettings | None = None,
                     recipe: str | None = None) -> dict:
-    """What an adapter file's metadata says about how it was made: every setting used."""
+    """What an adapter file's metadata says about how it was made: every setting used, the training
+    size and length, and every clip's caption and frame count as given (``frames``: the run's clips
+    or one frames array)."""
+    clips = as_clips(frames, motion.prompt)
+    shape = clips[0].frames.shape
     record = {k: v for k, v in asdict(motion).items() if k != "alpha"}
-    record.update(frames=int(frames.shape[0]), size=[int(frames.shape[2]), int(frames.shape[1])])
+    record.update(frames=int(shape[0]), size=[int(shape[2]), int(shape[1])], clips=[c.record for c in clips])
     if recipe is not None:
         record["recipe"] = recipe
     if absorber is not None:
@@ -44,7 +46,7 @@ def training_record(motion: MotionSettings, frames: np.ndarray, absorber: Absorb
     return record
 
 
-def motion_adapter(base, lora: LoraWeights, motion: MotionSettings, frames: np.ndarray,
+def motion_adapter(base, lora: LoraWeights, motion: MotionSettings, frames,
                    absorber: Absorber | None = None, absorber_settings: AbsorberSettings | None = None,
                    compute: ComputeSettings | None = None) -> AdapterFile:
     """The adapter file of a finished run: the T-LoRA, with its absorber kept apart, and the record."""
@@ -55,27 +57,29 @@ def motion_adapter(base, lora: LoraWeights, motion: MotionSettings, frames: np.n
                        training=training_record(motion, frames, absorber_settings, absorber.tokens, compute, recipe))
 
 
-def train_customization(base, frames: np.ndarray, absorber_settings: AbsorberSettings,
+def train_customization(base, frames, absorber_settings: AbsorberSettings,
                         motion_settings: MotionSettings, compute: ComputeSettings = ComputeSettings(),
                         hooks: Hooks | None = None) -> TrainResult:
     """Both stages in one run, resumable from ``hooks.checkpoint_path``; returns the adapter file
-    content (T-LoRA plus the absorber, kept apart) without writing it."""
+    content (T-LoRA plus the absorber, kept apart) without writing it.
+
+    ``frames``: one clip, or several ``(frames, caption)`` clips of the motion (see ``train_motion``).
+    """
     hooks = hooks or Hooks()
     absorber_settings.validate()
-    motion_settings.validate()
-    check_frames(base, frames)
-    identity = run_identity(base, frames, absorber_settings, motion_settings)
+    clips, motion_settings = motion_clips(base, frames, motion_settings)
+    identity = run_identity(base, clips, absorber_settings, motion_settings)
     ckpt = RunCheckpoint(hooks.checkpoint_path, hooks.checkpoint_every, identity)
     saved = ckpt.load()
     if saved is not None and saved["meta"]["stage"] == "motion":
         absorber = absorber_from_checkpoint(saved["tensors"], json.loads(saved["meta"].get("absorber_losses", "[]")),
                                             absorber_settings)
     else:
-        absorber = train_absorber(base, frames, absorber_settings, compute, hooks, ckpt, saved)
+        absorber = train_absorber(base, clips, absorber_settings, compute, hooks, ckpt, saved)
         saved = None
     ckpt.extra_meta["absorber_losses"] = json.dumps(list(absorber.losses))
-    lora, motion_losses = train_motion(base, frames, motion_settings, absorber, compute, hooks, ckpt, saved)
-    adapter = motion_adapter(base, lora, motion_settings, frames, absorber, absorber_settings, compute)
+    lora, motion_losses = train_motion(base, clips, motion_settings, absorber, compute, hooks, ckpt, saved)
+    adapter = motion_adapter(base, lora, motion_settings, clips, absorber, absorber_settings, compute)
     if ckpt.path and os.path.exists(ckpt.path):
         os.remove(ckpt.path)  # finished: the checkpoint has served its purpose
     return TrainResult(adapter, {"absorber": list(absorber.losses), "motion": motion_losses})
