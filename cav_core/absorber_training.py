@@ -7,14 +7,14 @@ are encoded once into a pool; each step draws from it with a generator seeded by
 from __future__ import annotations
 
 import contextlib
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from . import adapters
-from .adapter_file import TokenEmbeddings
+from .adapter_file import AdapterFile, TokenEmbeddings
 from .adapters import SPATIAL, LoraWeights
 from .checkpoint import RunCheckpoint
 from .compute import autocast, gradient_checkpointing, on_device
@@ -133,3 +133,19 @@ def absorber_from_checkpoint(tensors: dict, losses: list[float], settings: Absor
           if "extra.ti_vectors" in tensors else None)
     return Absorber(lora, ti, tuple(losses))
 
+
+def absorber_from_file(adapter: AdapterFile) -> tuple[Absorber, AbsorberSettings]:
+    """The absorber an adapter file carries, and its settings as far as the file's record tells
+    (the kind, rank and token always follow what the file holds)."""
+    absorber = Absorber(adapter.spatial, adapter.textual_inversion)
+    recorded = adapter.training.get("absorber") or {}
+    values = {f.name: recorded[f.name] for f in fields(AbsorberSettings) if f.name in recorded}
+    if "crop_range" in values:
+        values["crop_range"] = tuple(values["crop_range"])
+    kinds = {(True, True): "dual", (True, False): "slora", (False, True): "ti", (False, False): "none"}
+    values["kind"] = kinds[(absorber.spatial is not None, absorber.textual_inversion is not None)]
+    if absorber.spatial is not None:
+        values["rank"] = absorber.spatial.rank
+    if absorber.tokens:
+        values["placeholder"] = absorber.tokens[0]
+    return absorber, AbsorberSettings(**values)

@@ -6,6 +6,7 @@ A run trains on one clip (a frames array, captioned by the settings' prompt) or 
 """
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
@@ -88,16 +89,28 @@ def clip_pixels(clips: Sequence[Clip]) -> np.ndarray:
     return clips[0].frames if len(clips) == 1 else np.concatenate([c.frames for c in clips])
 
 
+def tensor_digest(tensors: dict[str, torch.Tensor]) -> str:
+    """An exact digest of named tensors (names, dtypes, shapes and bytes)."""
+    h = hashlib.sha256()
+    for key in sorted(tensors):
+        t = tensors[key].detach().cpu().contiguous()
+        h.update(f"{key}|{t.dtype}|{tuple(t.shape)}|".encode())
+        h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return h.hexdigest()
+
+
 def _pixels(frames: np.ndarray) -> float:
     return torch.from_numpy(frames[:, ::4, ::4].astype(np.float32)).sum().item()
 
 
-def run_identity(base, clips, *settings) -> dict:
-    """What a checkpoint must match to be resumed: the base, the clips and the settings."""
+def run_identity(base, clips, *settings, **extra) -> dict:
+    """What a checkpoint must match to be resumed: the base, the clips, the settings and ``extra``
+    (e.g. digests of the LoRA a run continues and of the absorber it reuses; None values left out)."""
     clips = as_clips(clips)
     first = clips[0].frames
     identity = {"base": base.fingerprint, "frames": list(first.shape), "pixels": _pixels(first),
                 "settings": [asdict(s) for s in settings]}
     if len(clips) > 1:
         identity["clips"] = [[c.caption, list(c.frames.shape), _pixels(c.frames)] for c in clips]
+    identity.update({k: v for k, v in extra.items() if v is not None})
     return identity

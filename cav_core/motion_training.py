@@ -3,7 +3,7 @@
 The absorber is applied and frozen (its S-LoRA on the spatial layers, its token in the caption
 unless the settings leave it out); only LoRA on the temporal layers learns, on the ordered clip
 (or clips: each step draws one with its generator). Latents and text states are computed once per
-clip.
+clip. The LoRA starts fresh, or from a saved one to keep training it.
 """
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ from .checkpoint import RunCheckpoint
 from .compute import autocast, gradient_checkpointing, on_device
 from .diffusion import clean_estimate, debiased_loss, diffusion_target, noise_scheduler, step_generator
 from .errors import CavError
-from .frames import Clip, run_identity, training_clips
+from .frames import Clip, run_identity, tensor_digest, training_clips
 from .latents import decode_latents, encode_frames
 from .settings import ComputeSettings, MotionSettings
 from .step_loop import Hooks, run_steps
@@ -42,24 +42,51 @@ def motion_clips(base, clips, settings: MotionSettings) -> tuple[list[Clip], Mot
     return clips, settings
 
 
+def check_init_lora(lora: LoraWeights, targets: list[str], rank: int, alpha: float) -> None:
+    """A LoRA to keep training must have the layers, rank and alpha these settings give a fresh one."""
+    differences = []
+    if lora.role != TEMPORAL:
+        differences.append(f"it is a {lora.role} LoRA, not a temporal one")
+    if lora.rank != rank:
+        differences.append(f"rank {lora.rank}, these settings {rank}")
+    if float(lora.alpha) != float(alpha):
+        differences.append(f"alpha {lora.alpha:g}, these settings {alpha:g}")
+    if sorted(lora.targets) != sorted(targets):
+        layers = f"{len(lora.targets)} adapted layers, these settings {len(targets)}"
+        for who, names in (("only it adapts", set(lora.targets) - set(targets)),
+                           ("only these settings adapt", set(targets) - set(lora.targets))):
+            if names:
+                layers += f"; {who} {min(names)}" + (f" and {len(names) - 1} more" if len(names) > 1 else "")
+        differences.append(layers)
+    if differences:
+        raise CavError("the LoRA to continue does not match these settings (" + "; ".join(differences) +
+                       "); train with the rank and layer options it was made with")
+
+
 def train_motion(base, clips, settings: MotionSettings, absorber: Absorber | None = None,
                  compute: ComputeSettings = ComputeSettings(), hooks: Hooks | None = None,
+                 init_lora: LoraWeights | None = None, *,
                  _ckpt: RunCheckpoint | None = None, _saved: dict | None = None) -> tuple[LoraWeights, list[float]]:
     """Stage 2: with the absorber frozen, learn the T-LoRA on the ordered clip(s).
 
     ``clips``: one uint8 frames array [F, H, W, 3] captioned ``settings.prompt``, or a sequence of
     ``(frames, caption)`` pairs of the same motion, brought to the first one's size and length.
+    ``init_lora``: a saved T-LoRA to keep training (same layers, rank and alpha as the settings give).
+    Returns ``(lora, losses)``.
     """
     clips, settings = motion_clips(base, clips, settings)
     hooks = hooks or Hooks()
     absorber = absorber or Absorber(None, None)
     device, unet = compute.torch_device, base.unet
     alpha = settings.alpha or settings.rank
+    if init_lora is not None:
+        check_init_lora(init_lora, settings.targets(unet), settings.rank, alpha)
     scheduler = noise_scheduler(base)
     with on_device(base.vae, device):  # each [1, C, F, h, w]
         latents = [encode_frames(base.vae, c.frames).permute(1, 0, 2, 3).unsqueeze(0).to(device) for c in clips]
     prompts = [motion_caption(c.caption, absorber.tokens, settings.absorber_token_in_prompt) for c in clips]
-    ckpt = _ckpt or RunCheckpoint(hooks.checkpoint_path, hooks.checkpoint_every, run_identity(base, clips, settings))
+    ckpt = _ckpt or RunCheckpoint(hooks.checkpoint_path, hooks.checkpoint_every, run_identity(
+        base, clips, settings, init_lora=tensor_digest(init_lora.tensors) if init_lora else None))
     stack = contextlib.ExitStack()
     with stack:
         stack.enter_context(on_device(unet, device))
@@ -69,7 +96,11 @@ def train_motion(base, clips, settings: MotionSettings, absorber: Absorber | Non
         stack.callback(adapters.remove_adapters, unet)
         if absorber.spatial is not None:
             adapters.load_lora(unet, ABSORBER_ADAPTER, absorber.spatial)
-        adapters.inject_lora(unet, MOTION_ADAPTER, settings.targets(unet), settings.rank, alpha, seed=settings.seed)
+        if init_lora is None:
+            adapters.inject_lora(unet, MOTION_ADAPTER, settings.targets(unet), settings.rank, alpha,
+                                 seed=settings.seed)
+        else:
+            adapters.load_lora(unet, MOTION_ADAPTER, init_lora)
         for name, p in unet.named_parameters():
             p.requires_grad_(MOTION_ADAPTER in name)
         params = [p for p in unet.parameters() if p.requires_grad]

@@ -3,6 +3,7 @@
 Stage 1 (:mod:`absorber_training`) learns the appearance absorber; stage 2
 (:mod:`motion_training`) learns the T-LoRA with it frozen. A run with a checkpoint path resumes
 where it stopped: a stage-2 checkpoint carries the finished absorber, so stage 1 is not redone.
+A run may also keep training a saved T-LoRA, with the absorber it was trained with (stage 1 skipped).
 """
 from __future__ import annotations
 
@@ -10,11 +11,11 @@ import json
 import os
 from dataclasses import asdict, dataclass, field
 
-from .absorber_training import Absorber, absorber_from_checkpoint, train_absorber
+from .absorber_training import Absorber, absorber_from_checkpoint, absorber_tensors, train_absorber
 from .adapter_file import AdapterFile
 from .adapters import LoraWeights
 from .checkpoint import RunCheckpoint
-from .frames import as_clips, run_identity
+from .frames import as_clips, run_identity, tensor_digest
 from .motion_training import motion_clips, train_motion
 from .settings import AbsorberSettings, ComputeSettings, MotionSettings
 from .step_loop import Hooks
@@ -46,6 +47,13 @@ def training_record(motion: MotionSettings, frames, absorber: AbsorberSettings |
     return record
 
 
+def continued_record(previous: dict, file: str, steps: int) -> dict:
+    """The record entries of a run that kept training the T-LoRA of ``file`` (whose record is
+    ``previous``) for ``steps`` more steps: the steps of all its runs, and where it continued from."""
+    before = int(previous.get("total_steps", previous.get("steps", 0)))
+    return {"total_steps": before + steps, "continued_from": {"file": os.path.basename(file), "steps": before}}
+
+
 def motion_adapter(base, lora: LoraWeights, motion: MotionSettings, frames,
                    absorber: Absorber | None = None, absorber_settings: AbsorberSettings | None = None,
                    compute: ComputeSettings | None = None) -> AdapterFile:
@@ -59,26 +67,32 @@ def motion_adapter(base, lora: LoraWeights, motion: MotionSettings, frames,
 
 def train_customization(base, frames, absorber_settings: AbsorberSettings,
                         motion_settings: MotionSettings, compute: ComputeSettings = ComputeSettings(),
-                        hooks: Hooks | None = None) -> TrainResult:
+                        hooks: Hooks | None = None, init_lora: LoraWeights | None = None,
+                        absorber: Absorber | None = None) -> TrainResult:
     """Both stages in one run, resumable from ``hooks.checkpoint_path``; returns the adapter file
     content (T-LoRA plus the absorber, kept apart) without writing it.
 
     ``frames``: one clip, or several ``(frames, caption)`` clips of the motion (see ``train_motion``).
+    ``init_lora``: a saved T-LoRA to keep training. ``absorber``: a finished absorber to use instead
+    of training one (stage 1 skipped; ``absorber_settings`` then describe it for the record).
     """
     hooks = hooks or Hooks()
     absorber_settings.validate()
     clips, motion_settings = motion_clips(base, frames, motion_settings)
-    identity = run_identity(base, clips, absorber_settings, motion_settings)
+    identity = run_identity(base, clips, absorber_settings, motion_settings,
+                            init_lora=tensor_digest(init_lora.tensors) if init_lora else None,
+                            absorber=tensor_digest(absorber_tensors(absorber)) if absorber else None)
     ckpt = RunCheckpoint(hooks.checkpoint_path, hooks.checkpoint_every, identity)
     saved = ckpt.load()
-    if saved is not None and saved["meta"]["stage"] == "motion":
+    if absorber is None and saved is not None and saved["meta"]["stage"] == "motion":
         absorber = absorber_from_checkpoint(saved["tensors"], json.loads(saved["meta"].get("absorber_losses", "[]")),
                                             absorber_settings)
-    else:
+    elif absorber is None:
         absorber = train_absorber(base, clips, absorber_settings, compute, hooks, ckpt, saved)
         saved = None
     ckpt.extra_meta["absorber_losses"] = json.dumps(list(absorber.losses))
-    lora, motion_losses = train_motion(base, clips, motion_settings, absorber, compute, hooks, ckpt, saved)
+    lora, motion_losses = train_motion(base, clips, motion_settings, absorber, compute, hooks, init_lora,
+                                       _ckpt=ckpt, _saved=saved)
     adapter = motion_adapter(base, lora, motion_settings, clips, absorber, absorber_settings, compute)
     if ckpt.path and os.path.exists(ckpt.path):
         os.remove(ckpt.path)  # finished: the checkpoint has served its purpose
