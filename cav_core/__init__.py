@@ -21,7 +21,7 @@ _PUBLIC = {
     "errors": ("CavError", "NonFiniteLoss", "TrainingInterrupted"),
     "files": ("atomic_path",),
     "latents": ("decode_latents", "encode_frames", "frames_to_tensor"),
-    "motion_training": ("train_motion",),
+    "motion_training": ("MotionResult", "train_motion"),
     "recipe": ("Recipe", "recipe_for"),
     "sampling": ("Appearance", "SampleSettings", "sample_video"),
     "settings": ("AbsorberSettings", "ComputeSettings", "MotionSettings"),

@@ -26,8 +26,29 @@ from .latents import decode_latents, encode_frames
 from .settings import ComputeSettings, MotionSettings
 from .step_loop import Hooks, run_steps
 from .text import encode_prompts, motion_caption, token_embeddings_applied
+from .validation import Validation
 
 MOTION_ADAPTER = "cav_motion"
+
+
+class MotionResult(tuple):
+    """What :func:`train_motion` returns: unpacks as ``(lora, losses)``; ``validation`` is the last
+    validation clip (float [F, H, W, 3]) or None when validation was off."""
+
+    validation: np.ndarray | None
+
+    def __new__(cls, lora: LoraWeights, losses: list[float], validation: np.ndarray | None = None):
+        result = super().__new__(cls, (lora, losses))
+        result.validation = validation
+        return result
+
+    @property
+    def lora(self) -> LoraWeights:
+        return self[0]
+
+    @property
+    def losses(self) -> list[float]:
+        return self[1]
 
 
 def motion_clips(base, clips, settings: MotionSettings) -> tuple[list[Clip], MotionSettings]:
@@ -66,13 +87,13 @@ def check_init_lora(lora: LoraWeights, targets: list[str], rank: int, alpha: flo
 def train_motion(base, clips, settings: MotionSettings, absorber: Absorber | None = None,
                  compute: ComputeSettings = ComputeSettings(), hooks: Hooks | None = None,
                  init_lora: LoraWeights | None = None, *,
-                 _ckpt: RunCheckpoint | None = None, _saved: dict | None = None) -> tuple[LoraWeights, list[float]]:
+                 _ckpt: RunCheckpoint | None = None, _saved: dict | None = None) -> MotionResult:
     """Stage 2: with the absorber frozen, learn the T-LoRA on the ordered clip(s).
 
     ``clips``: one uint8 frames array [F, H, W, 3] captioned ``settings.prompt``, or a sequence of
     ``(frames, caption)`` pairs of the same motion, brought to the first one's size and length.
     ``init_lora``: a saved T-LoRA to keep training (same layers, rank and alpha as the settings give).
-    Returns ``(lora, losses)``.
+    Returns ``(lora, losses)`` with ``.validation`` (see ``Hooks.validate_every``).
     """
     clips, settings = motion_clips(base, clips, settings)
     hooks = hooks or Hooks()
@@ -133,7 +154,12 @@ def train_motion(base, clips, settings: MotionSettings, absorber: Absorber | Non
                 frame = decode_latents(base.vae, x0[0, :, mid:mid + 1])[0]
             return (frame * 255).round().astype(np.uint8)
 
+        def current_lora() -> LoraWeights:
+            return adapters.extract_lora(unet, MOTION_ADAPTER, TEMPORAL, settings.rank, alpha)
+
+        validation = (Validation(base, hooks, clips, settings.seed, compute, current_lora)
+                      if hooks.validate_every else None)
         losses = run_steps("motion", settings.steps, params, optimizer, step_loss, hooks, ckpt, start,
-                           losses, compute, absorber_tensors(absorber), preview)
-        lora = adapters.extract_lora(unet, MOTION_ADAPTER, TEMPORAL, settings.rank, alpha)
-    return lora, losses
+                           losses, compute, absorber_tensors(absorber), preview, validation)
+        lora = current_lora()
+    return MotionResult(lora, losses, validation.last if validation else None)

@@ -11,6 +11,8 @@ import json
 import os
 from dataclasses import asdict, dataclass, field
 
+import numpy as np
+
 from .absorber_training import Absorber, absorber_from_checkpoint, absorber_tensors, train_absorber
 from .adapter_file import AdapterFile
 from .adapters import LoraWeights
@@ -25,6 +27,7 @@ from .step_loop import Hooks
 class TrainResult:
     adapter: AdapterFile
     losses: dict = field(default_factory=dict)
+    validation: np.ndarray | None = None  # the last validation clip, float [F, H, W, 3] (Hooks.validate_every)
 
 
 def training_record(motion: MotionSettings, frames, absorber: AbsorberSettings | None,
@@ -91,9 +94,8 @@ def train_customization(base, frames, absorber_settings: AbsorberSettings,
         absorber = train_absorber(base, clips, absorber_settings, compute, hooks, ckpt, saved)
         saved = None
     ckpt.extra_meta["absorber_losses"] = json.dumps(list(absorber.losses))
-    lora, motion_losses = train_motion(base, clips, motion_settings, absorber, compute, hooks, init_lora,
-                                       _ckpt=ckpt, _saved=saved)
-    adapter = motion_adapter(base, lora, motion_settings, clips, absorber, absorber_settings, compute)
+    motion = train_motion(base, clips, motion_settings, absorber, compute, hooks, init_lora, _ckpt=ckpt, _saved=saved)
+    adapter = motion_adapter(base, motion.lora, motion_settings, clips, absorber, absorber_settings, compute)
     if ckpt.path and os.path.exists(ckpt.path):
         os.remove(ckpt.path)  # finished: the checkpoint has served its purpose
-    return TrainResult(adapter, {"absorber": list(absorber.losses), "motion": motion_losses})
+    return TrainResult(adapter, {"absorber": list(absorber.losses), "motion": motion.losses}, motion.validation)

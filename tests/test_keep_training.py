@@ -17,10 +17,10 @@ def _equal(a: LoraWeights, b: LoraWeights) -> bool:
 
 def test_training_starts_from_the_saved_lora(tiny_base, clip_frames):
     settings = MotionSettings(prompt="a red square moving right", steps=2, lr=1e-2)
-    first = train_motion(tiny_base, clip_frames, settings)[0]
-    assert _equal(train_motion(tiny_base, clip_frames, replace(settings, steps=0), init_lora=first)[0], first)
-    more = train_motion(tiny_base, clip_frames, settings, init_lora=first)[0]
-    assert not _equal(more, first) and not _equal(more, train_motion(tiny_base, clip_frames, settings)[0])
+    first = train_motion(tiny_base, clip_frames, settings).lora
+    assert _equal(train_motion(tiny_base, clip_frames, replace(settings, steps=0), init_lora=first).lora, first)
+    more = train_motion(tiny_base, clip_frames, settings, init_lora=first).lora
+    assert not _equal(more, first) and not _equal(more, train_motion(tiny_base, clip_frames, settings).lora)
     assert not any(hasattr(m, "lora_A") for m in tiny_base.unet.modules())  # the base ends clean
 
 

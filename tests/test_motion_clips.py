@@ -61,7 +61,7 @@ def test_each_step_draws_one_clip_with_its_caption(tiny_base, clip_frames, other
     settings = MotionSettings(prompt=captions[0], steps=2, lr=1e-2)
     single = train_motion(tiny_base, clip_frames, settings)
     listed = train_motion(tiny_base, [(clip_frames, captions[0])], settings)
-    assert all(torch.equal(single[0].tensors[k], listed[0].tensors[k]) for k in single[0].tensors)
+    assert all(torch.equal(single.lora.tensors[k], listed.lora.tensors[k]) for k in single.lora.tensors)
 
 
 def test_the_record_lists_every_clip_and_the_absorber_crops_all(tiny_base, clip_frames, other_clip, monkeypatch):
