@@ -9,7 +9,7 @@ from __future__ import annotations
 import importlib
 
 _PUBLIC = {
-    "absorber_training": ("Absorber", "train_absorber"),
+    "absorber_training": ("Absorber", "absorber_from_file", "train_absorber"),
     "adapter_file": ("AdapterFile", "TokenEmbeddings", "check_adapter_fits", "load_adapter_file",
                      "save_adapter_file"),
     "adapters": ("SPATIAL", "TEMPORAL", "LoraWeights", "applied_loras", "extract_lora", "inject_lora",
@@ -22,7 +22,7 @@ _PUBLIC = {
     "files": ("atomic_path",),
     "latents": ("decode_latents", "encode_frames", "frames_to_tensor"),
     "lora_merge": ("MergeResult", "merge_adapters", "merge_loras"),
-    "motion_training": ("train_motion",),
+    "motion_training": ("MotionResult", "train_motion"),
     "motiondirector_import": ("import_motiondirector", "is_motiondirector_file", "load_motion_file",
                              "motiondirector_targets"),
     "recipe": ("Recipe", "recipe_for"),
@@ -31,7 +31,7 @@ _PUBLIC = {
     "step_loop": ("Hooks", "Progress"),
     "targeting": ("spatial_targets", "temporal_convolutions", "temporal_layers_bypassed", "temporal_targets"),
     "text": ("encode_prompts",),
-    "training": ("TrainResult", "motion_adapter", "train_customization", "training_record"),
+    "training": ("TrainResult", "continued_record", "motion_adapter", "train_customization", "training_record"),
     "video_io": ("VideoOptions", "read_video", "write_video"),
 }
 _MODULE_OF = {name: module for module, names in _PUBLIC.items() for name in names}

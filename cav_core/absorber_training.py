@@ -1,25 +1,25 @@
 """Stage 1: the appearance absorber.
 
-Temporal layers bypassed, random crops of unordered frames, the appearance caption; learns an
-S-LoRA on spatial attention and/or textual-inversion vectors. Crops are encoded once into a pool;
-each step draws from it with a generator seeded by (seed, stage, step).
+Temporal layers bypassed, random crops of unordered frames (of every clip of the motion), the
+appearance caption; learns an S-LoRA on spatial attention and/or textual-inversion vectors. Crops
+are encoded once into a pool; each step draws from it with a generator seeded by (seed, stage, step).
 """
 from __future__ import annotations
 
 import contextlib
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from . import adapters
-from .adapter_file import TokenEmbeddings
+from .adapter_file import AdapterFile, TokenEmbeddings
 from .adapters import SPATIAL, LoraWeights
 from .checkpoint import RunCheckpoint
 from .compute import autocast, gradient_checkpointing, on_device
 from .diffusion import diffusion_target, noise_scheduler, step_generator
-from .frames import check_frames, run_identity
+from .frames import clip_pixels, run_identity, training_clips
 from .latents import encode_frames, random_crops
 from .settings import AbsorberSettings, ComputeSettings
 from .step_loop import Hooks, run_steps
@@ -40,12 +40,18 @@ class Absorber:
         return self.textual_inversion.tokens if self.textual_inversion else ()
 
 
-def train_absorber(base, frames: np.ndarray, settings: AbsorberSettings,
+def train_absorber(base, clips, settings: AbsorberSettings,
                    compute: ComputeSettings = ComputeSettings(), hooks: Hooks | None = None,
                    _ckpt: RunCheckpoint | None = None, _saved: dict | None = None) -> Absorber:
-    """Stage 1: learn the reference's appearance on unordered random crops, temporal layers off."""
+    """Stage 1: learn the reference's appearance on unordered random crops, temporal layers off.
+
+    ``clips``: one uint8 frames array [F, H, W, 3] or several clips (frames arrays or
+    ``(frames, caption)`` pairs, brought to the first one's size); the crop pool is drawn from the
+    frames of all of them.
+    """
     settings.validate()
-    check_frames(base, frames, 1)
+    clips = training_clips(base, clips, minimum=1)
+    frames = clip_pixels(clips)
     hooks = hooks or Hooks()
     if settings.kind == "none" or settings.steps == 0:
         return Absorber(None, None)
@@ -64,7 +70,7 @@ def train_absorber(base, frames: np.ndarray, settings: AbsorberSettings,
         vectors = torch.nn.Parameter(init_vectors(base, settings.init_word, len(tokens)).to(device))
         groups.append({"params": [vectors], "lr": settings.ti_lr})
         params.append(vectors)
-    ckpt = _ckpt or RunCheckpoint(hooks.checkpoint_path, hooks.checkpoint_every, run_identity(base, frames, settings))
+    ckpt = _ckpt or RunCheckpoint(hooks.checkpoint_path, hooks.checkpoint_every, run_identity(base, clips, settings))
     stack = contextlib.ExitStack()
     with stack:
         stack.enter_context(on_device(unet, device))
@@ -126,3 +132,20 @@ def absorber_from_checkpoint(tensors: dict, losses: list[float], settings: Absor
     ti = (TokenEmbeddings((settings.placeholder,), tensors["extra.ti_vectors"])
           if "extra.ti_vectors" in tensors else None)
     return Absorber(lora, ti, tuple(losses))
+
+
+def absorber_from_file(adapter: AdapterFile) -> tuple[Absorber, AbsorberSettings]:
+    """The absorber an adapter file carries, and its settings as far as the file's record tells
+    (the kind, rank and token always follow what the file holds)."""
+    absorber = Absorber(adapter.spatial, adapter.textual_inversion)
+    recorded = adapter.training.get("absorber") or {}
+    values = {f.name: recorded[f.name] for f in fields(AbsorberSettings) if f.name in recorded}
+    if "crop_range" in values:
+        values["crop_range"] = tuple(values["crop_range"])
+    kinds = {(True, True): "dual", (True, False): "slora", (False, True): "ti", (False, False): "none"}
+    values["kind"] = kinds[(absorber.spatial is not None, absorber.textual_inversion is not None)]
+    if absorber.spatial is not None:
+        values["rank"] = absorber.spatial.rank
+    if absorber.tokens:
+        values["placeholder"] = absorber.tokens[0]
+    return absorber, AbsorberSettings(**values)

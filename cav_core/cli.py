@@ -81,37 +81,107 @@ def _video_options(args, base):
                         every_nth=args.every_nth, target_fps=args.fps, size=args.size or base.default_size)
 
 
+def _clips(args, base) -> list:
+    """(frames, caption) of every --video, paired in order with its --prompt (one --prompt: for all)."""
+    from .video_io import read_video
+
+    videos, prompts = args.video, args.prompt
+    if len(prompts) == 1:
+        prompts = prompts * len(videos)
+    if len(prompts) != len(videos):
+        raise CavError(f"{len(videos)} --video but {len(prompts)} --prompt; give each --video its --prompt "
+                       "(in the same order), or one --prompt for all")
+    options = _video_options(args, base)
+    return [(read_video(video, options).frames, prompt) for video, prompt in zip(videos, prompts)]
+
+
+def _continued(args, base):
+    """The adapter file --init-lora names, checked against the base, and the T-LoRA settings it fixes:
+    rank, alpha, adapted layers (from its targets) and whether the absorber's token is in the caption."""
+    from .adapter_file import check_adapter_fits, load_adapter_file
+
+    if not args.init_lora:
+        return None, {}
+    init = load_adapter_file(args.init_lora)
+    check_adapter_fits(init, base, args.init_lora)
+    if init.temporal is None:
+        raise CavError(f"--init-lora {args.init_lora} holds no motion (temporal) LoRA to keep training")
+    if args.absorber is None and any(v is not None for v in (args.absorber_steps, args.absorber_lr,
+                                                            args.appearance_prompt)):
+        raise CavError("--init-lora reuses the absorber in that file; pass --absorber KIND to train a new one "
+                       "with --absorber-steps, --absorber-lr or --appearance-prompt")
+    targets = init.temporal.targets
+    shape = {"rank": init.temporal.rank, "alpha": init.temporal.alpha,
+             "include_transformer_in": any(t.startswith("transformer_in.") for t in targets),
+             "include_feed_forward": any(".ff." in t for t in targets),
+             "include_temporal_convs": any(".temp_convs." in t for t in targets),
+             "absorber_token_in_prompt": init.training.get("absorber_token_in_prompt")}
+    return init, shape
+
+
 def cmd_train(args) -> None:
+    from dataclasses import replace
+
+    from .absorber_training import absorber_from_file
     from .adapter_file import save_adapter_file
     from .base_model import load_base
     from .settings import ComputeSettings
     from .step_loop import Hooks
-    from .training import train_customization
-    from .video_io import read_video
+    from .training import continued_record, train_customization
+    from .video_io import write_video
 
     _check_adapter_out(args.out, "" if args.resume else ".ckpt")
     if args.resume and not os.path.isfile(args.resume):
         raise CavError(f"--resume {args.resume}: no such checkpoint")
     base = load_base(args.base)
     recipe = base.recipe
-    video = read_video(args.video, _video_options(args, base))
-    absorber = recipe.absorber_settings(kind=args.absorber, prompt=args.appearance_prompt or args.prompt,
-                                        steps=args.absorber_steps, rank=args.rank, lr=args.absorber_lr,
-                                        seed=args.seed)
-    motion = recipe.motion_settings(prompt=args.prompt, steps=args.steps, lr=args.lr, rank=args.rank,
-                                    seed=args.seed, loss=args.loss, include_feed_forward=args.feed_forward,
-                                    include_temporal_convs=args.temporal_convs,
-                                    absorber_token_in_prompt=args.absorber_token)
+    init, fixed = _continued(args, base)
+    clips = _clips(args, base)
+    flags = dict(rank=args.rank, include_feed_forward=args.feed_forward, include_temporal_convs=args.temporal_convs,
+                 absorber_token_in_prompt=args.absorber_token)
+    motion = recipe.motion_settings(**{**fixed, **{k: v for k, v in flags.items() if v is not None}},
+                                    prompt=clips[0][1], steps=args.steps, lr=args.lr, seed=args.seed, loss=args.loss)
+    reused = None
+    if init is not None and args.absorber is None:
+        reused, absorber = absorber_from_file(init)
+    else:
+        absorber = recipe.absorber_settings(kind=args.absorber, prompt=args.appearance_prompt or clips[0][1],
+                                            steps=args.absorber_steps, rank=args.rank, lr=args.absorber_lr,
+                                            seed=args.seed)
     compute = ComputeSettings(device=args.device, mixed_precision=args.mixed_precision,
                               gradient_checkpointing=args.gradient_checkpointing)
     if not args.quiet:
-        print(f"{base.name}: {recipe.summary()}; T-LoRA rank {motion.rank}, {motion.steps} steps, "
-              f"{len(video.frames)} frames at {video.frames.shape[2]}x{video.frames.shape[1]}", file=sys.stderr)
+        frames = clips[0][0]
+        what = f"{len(clips)} clips of {len(frames)} frames" if len(clips) > 1 else f"{len(frames)} frames"
+        line = (f"{base.name}: {recipe.summary()}; T-LoRA rank {motion.rank}, {motion.steps} steps, "
+                f"{what} at {frames.shape[2]}x{frames.shape[1]}")
+        if init is not None:
+            line += f"; continuing {args.init_lora}" + (" with its absorber" if reused else "")
+        print(line, file=sys.stderr)
     bar = _Bar(args.quiet)
-    hooks = Hooks(on_progress=bar.training, checkpoint_path=args.resume or args.out + ".ckpt",
-                  checkpoint_every=args.checkpoint_every)
-    result = train_customization(base, video.frames, absorber, motion, compute, hooks)
-    save_adapter_file(args.out, result.adapter)
+
+    def progress(p) -> None:
+        bar.training(p)
+        if p.validation_seconds and not args.quiet:
+            from tqdm.auto import tqdm
+
+            tqdm.write(f"step {p.step}: validation samples took {p.validation_seconds:.1f} s", file=sys.stderr)
+
+    hooks = Hooks(on_progress=progress, checkpoint_path=args.resume or args.out + ".ckpt",
+                  checkpoint_every=args.checkpoint_every, validate_every=args.validate_every,
+                  validation_prompts=tuple(args.validation_prompt), validation_steps=args.validation_steps)
+    result = train_customization(base, clips, absorber, motion, compute, hooks,
+                                 init_lora=init.temporal if init else None, absorber=reused)
+    adapter = result.adapter
+    if init is not None:
+        adapter = replace(adapter, training={**adapter.training,
+                                             **continued_record(init.training, args.init_lora, motion.steps)})
+    save_adapter_file(args.out, adapter)
+    if result.validation is not None:
+        sample = write_video(os.path.splitext(args.out)[0] + ".validation.gif", result.validation,
+                             base.default_fps)
+        if not args.quiet:
+            print(f"last validation sample: {sample}", file=sys.stderr)
     print(args.out)
 
 
@@ -210,11 +280,22 @@ def build_parser() -> argparse.ArgumentParser:
                                 description="Customize-A-Video: one-shot motion customization of text-to-video models")
     sub = p.add_subparsers(dest="command", required=True)
 
-    t = sub.add_parser("train", help="learn a motion (T-LoRA, after an appearance absorber) from one video")
+    t = sub.add_parser("train", help="learn a motion (T-LoRA, after an appearance absorber) from one or more videos")
     t.add_argument("--base", required=True, help="diffusers text-to-video folder, or 'toy'")
-    t.add_argument("--video", required=True, help="reference clip (mp4/webm/mov/avi/mkv/gif/webp)")
-    t.add_argument("--prompt", required=True, help="caption of the whole reference video")
-    t.add_argument("--appearance-prompt", help="what the frames look like, no motion words (default: --prompt)")
+    t.add_argument("--video", required=True, action="append",
+                   help="reference clip (mp4/webm/mov/avi/mkv/gif/webp); repeat for several clips of the same "
+                        "motion, each brought to the first one's size and frame count")
+    t.add_argument("--prompt", required=True, action="append",
+                   help="caption of the whole reference video; repeat to caption each --video in order, or give "
+                        "one for all")
+    t.add_argument("--appearance-prompt", help="what the frames look like, no motion words (default: the first "
+                                               "--prompt)")
+    t.add_argument("--init-lora", metavar="FILE",
+                   help="keep training the T-LoRA of this adapter file (same base). Its rank, alpha and adapted "
+                        "layers are kept (flags asking for others are refused), and so is the absorber stored in "
+                        "it (stage 1 skipped) unless --absorber asks for a new one. The record adds the steps up "
+                        "(total_steps, continued_from). AdamW starts afresh, so N then M steps is close to, not "
+                        "equal to, N+M; another --seed draws other noise than the first run")
     g = t.add_argument_group("training settings", "each defaults to the base's recipe (cav_recipe.json in the "
                              "base folder; the paper's setting where it says nothing); `inspect` shows what was used")
     g.add_argument("--absorber", choices=list(ABSORBER_KINDS))
@@ -240,6 +321,12 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--resume", help="checkpoint to continue from (default: OUT.ckpt when present)")
     t.add_argument("--checkpoint-every", type=int, default=50)
+    t.add_argument("--validate-every", type=int, default=0, metavar="N",
+                   help="every N T-LoRA steps, sample each --validation-prompt with the LoRA so far (no absorber, "
+                        "as at inference); the last sample is written as OUT.validation.gif (default 0: never)")
+    t.add_argument("--validation-prompt", action="append", default=[],
+                   help="prompt of a validation sample, repeatable (default: the first --prompt)")
+    t.add_argument("--validation-steps", type=int, default=10, help="denoising steps of a validation sample (default 10)")
     t.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: cuda when available)")
     t.add_argument("--mixed-precision", default="no", choices=["no", "bf16", "fp16"])
     t.add_argument("--gradient-checkpointing", action="store_true")

@@ -1,12 +1,14 @@
 """Stage 2: the temporal LoRA (T-LoRA).
 
 The absorber is applied and frozen (its S-LoRA on the spatial layers, its token in the caption
-unless the settings leave it out); only LoRA on the temporal layers learns, on the ordered clip.
-Latents and the text states are computed once per run.
+unless the settings leave it out); only LoRA on the temporal layers learns, on the ordered clip
+(or clips: each step draws one with its generator). Latents and text states are computed once per
+clip. The LoRA starts fresh, or from a saved one to keep training it.
 """
 from __future__ import annotations
 
 import contextlib
+from dataclasses import replace
 
 import numpy as np
 import torch
@@ -18,40 +20,108 @@ from .adapters import TEMPORAL, LoraWeights
 from .checkpoint import RunCheckpoint
 from .compute import autocast, gradient_checkpointing, on_device
 from .diffusion import clean_estimate, debiased_loss, diffusion_target, noise_scheduler, step_generator
-from .frames import check_frames, run_identity
+from .errors import CavError
+from .frames import Clip, run_identity, tensor_digest, training_clips
 from .latents import decode_latents, encode_frames
 from .settings import ComputeSettings, MotionSettings
 from .step_loop import Hooks, run_steps
 from .text import encode_prompts, motion_caption, token_embeddings_applied
+from .validation import Validation
 
 MOTION_ADAPTER = "cav_motion"
 
 
-def train_motion(base, frames: np.ndarray, settings: MotionSettings, absorber: Absorber | None = None,
-                 compute: ComputeSettings = ComputeSettings(), hooks: Hooks | None = None,
-                 _ckpt: RunCheckpoint | None = None, _saved: dict | None = None) -> tuple[LoraWeights, list[float]]:
-    """Stage 2: with the absorber frozen, learn the T-LoRA on the ordered clip."""
+class MotionResult(tuple):
+    """What :func:`train_motion` returns: unpacks as ``(lora, losses)``; ``validation`` is the last
+    validation clip (float [F, H, W, 3]) or None when validation was off."""
+
+    validation: np.ndarray | None
+
+    def __new__(cls, lora: LoraWeights, losses: list[float], validation: np.ndarray | None = None):
+        result = super().__new__(cls, (lora, losses))
+        result.validation = validation
+        return result
+
+    @property
+    def lora(self) -> LoraWeights:
+        return self[0]
+
+    @property
+    def losses(self) -> list[float]:
+        return self[1]
+
+
+def motion_clips(base, clips, settings: MotionSettings) -> tuple[list[Clip], MotionSettings]:
+    """The run's clips at one size and length, and the settings whose prompt is the first clip's
+    caption (a clip without one is captioned ``settings.prompt``); both checked."""
+    clips = training_clips(base, clips, settings.prompt)
+    settings = replace(settings, prompt=clips[0].caption)
     settings.validate()
-    check_frames(base, frames)
+    for i, clip in enumerate(clips):
+        if not clip.caption.strip():
+            raise CavError(f"reference clip {i + 1} has no caption; describe each clip")
+    return clips, settings
+
+
+def check_init_lora(lora: LoraWeights, targets: list[str], rank: int, alpha: float) -> None:
+    """A LoRA to keep training must have the layers, rank and alpha these settings give a fresh one."""
+    differences = []
+    if lora.role != TEMPORAL:
+        differences.append(f"it is a {lora.role} LoRA, not a temporal one")
+    if lora.rank != rank:
+        differences.append(f"rank {lora.rank}, these settings {rank}")
+    if float(lora.alpha) != float(alpha):
+        differences.append(f"alpha {lora.alpha:g}, these settings {alpha:g}")
+    if sorted(lora.targets) != sorted(targets):
+        layers = f"{len(lora.targets)} adapted layers, these settings {len(targets)}"
+        for who, names in (("only it adapts", set(lora.targets) - set(targets)),
+                           ("only these settings adapt", set(targets) - set(lora.targets))):
+            if names:
+                layers += f"; {who} {min(names)}" + (f" and {len(names) - 1} more" if len(names) > 1 else "")
+        differences.append(layers)
+    if differences:
+        raise CavError("the LoRA to continue does not match these settings (" + "; ".join(differences) +
+                       "); train with the rank and layer options it was made with")
+
+
+def train_motion(base, clips, settings: MotionSettings, absorber: Absorber | None = None,
+                 compute: ComputeSettings = ComputeSettings(), hooks: Hooks | None = None,
+                 init_lora: LoraWeights | None = None, *,
+                 _ckpt: RunCheckpoint | None = None, _saved: dict | None = None) -> MotionResult:
+    """Stage 2: with the absorber frozen, learn the T-LoRA on the ordered clip(s).
+
+    ``clips``: one uint8 frames array [F, H, W, 3] captioned ``settings.prompt``, or a sequence of
+    ``(frames, caption)`` pairs of the same motion, brought to the first one's size and length.
+    ``init_lora``: a saved T-LoRA to keep training (same layers, rank and alpha as the settings give).
+    Returns ``(lora, losses)`` with ``.validation`` (see ``Hooks.validate_every``).
+    """
+    clips, settings = motion_clips(base, clips, settings)
     hooks = hooks or Hooks()
     absorber = absorber or Absorber(None, None)
     device, unet = compute.torch_device, base.unet
     alpha = settings.alpha or settings.rank
+    if init_lora is not None:
+        check_init_lora(init_lora, settings.targets(unet), settings.rank, alpha)
     scheduler = noise_scheduler(base)
-    with on_device(base.vae, device):
-        latents = encode_frames(base.vae, frames).permute(1, 0, 2, 3).unsqueeze(0).to(device)  # [1,C,F,h,w]
-    prompt = motion_caption(settings.prompt, absorber.tokens, settings.absorber_token_in_prompt)
-    ckpt = _ckpt or RunCheckpoint(hooks.checkpoint_path, hooks.checkpoint_every, run_identity(base, frames, settings))
+    with on_device(base.vae, device):  # each [1, C, F, h, w]
+        latents = [encode_frames(base.vae, c.frames).permute(1, 0, 2, 3).unsqueeze(0).to(device) for c in clips]
+    prompts = [motion_caption(c.caption, absorber.tokens, settings.absorber_token_in_prompt) for c in clips]
+    ckpt = _ckpt or RunCheckpoint(hooks.checkpoint_path, hooks.checkpoint_every, run_identity(
+        base, clips, settings, init_lora=tensor_digest(init_lora.tensors) if init_lora else None))
     stack = contextlib.ExitStack()
     with stack:
         stack.enter_context(on_device(unet, device))
         with on_device(base.text_encoder, device), token_embeddings_applied(base, absorber.textual_inversion):
             with torch.no_grad():
-                text = encode_prompts(base, [prompt], device)  # fixed: the TI is frozen now
+                text = encode_prompts(base, prompts, device)  # fixed: the TI is frozen now
         stack.callback(adapters.remove_adapters, unet)
         if absorber.spatial is not None:
             adapters.load_lora(unet, ABSORBER_ADAPTER, absorber.spatial)
-        adapters.inject_lora(unet, MOTION_ADAPTER, settings.targets(unet), settings.rank, alpha, seed=settings.seed)
+        if init_lora is None:
+            adapters.inject_lora(unet, MOTION_ADAPTER, settings.targets(unet), settings.rank, alpha,
+                                 seed=settings.seed)
+        else:
+            adapters.load_lora(unet, MOTION_ADAPTER, init_lora)
         for name, p in unet.named_parameters():
             p.requires_grad_(MOTION_ADAPTER in name)
         params = [p for p in unet.parameters() if p.requires_grad]
@@ -64,12 +134,14 @@ def train_motion(base, frames: np.ndarray, settings: MotionSettings, absorber: A
 
         def step_loss(step: int) -> torch.Tensor:
             g = step_generator(settings.seed, 2, step)
-            noise = torch.randn(latents.shape, generator=g).to(device)
+            i = int(torch.randint(0, len(clips), (1,), generator=g)) if len(clips) > 1 else 0
+            clean = latents[i]
+            noise = torch.randn(clean.shape, generator=g).to(device)
             t = torch.randint(0, scheduler.config.num_train_timesteps, (1,), generator=g).to(device)
-            noisy = scheduler.add_noise(latents, noise, t)
+            noisy = scheduler.add_noise(clean, noise, t)
             with autocast(device, compute.mixed_precision):
-                pred = unet(noisy.to(unet.dtype), t, text.to(unet.dtype)).sample.float()
-            target = diffusion_target(scheduler, latents, noise, t).float()
+                pred = unet(noisy.to(unet.dtype), t, text[i:i + 1].to(unet.dtype)).sample.float()
+            target = diffusion_target(scheduler, clean, noise, t).float()
             last.update(noisy=noisy.detach(), pred=pred.detach(), t=t)
             if settings.loss == "debiased":
                 return debiased_loss(pred, target, g)
@@ -82,7 +154,12 @@ def train_motion(base, frames: np.ndarray, settings: MotionSettings, absorber: A
                 frame = decode_latents(base.vae, x0[0, :, mid:mid + 1])[0]
             return (frame * 255).round().astype(np.uint8)
 
+        def current_lora() -> LoraWeights:
+            return adapters.extract_lora(unet, MOTION_ADAPTER, TEMPORAL, settings.rank, alpha)
+
+        validation = (Validation(base, hooks, clips, settings.seed, compute, current_lora)
+                      if hooks.validate_every else None)
         losses = run_steps("motion", settings.steps, params, optimizer, step_loss, hooks, ckpt, start,
-                           losses, compute, absorber_tensors(absorber), preview)
-        lora = adapters.extract_lora(unet, MOTION_ADAPTER, TEMPORAL, settings.rank, alpha)
-    return lora, losses
+                           losses, compute, absorber_tensors(absorber), preview, validation)
+        lora = current_lora()
+    return MotionResult(lora, losses, validation.last if validation else None)

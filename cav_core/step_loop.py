@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -21,6 +22,7 @@ class Progress:
     total: int
     loss: float
     preview: np.ndarray | None = None  # uint8 [H, W, 3] predicted clean frame, when asked
+    validation_seconds: float = 0.0  # time this step spent sampling validation clips (0: none were due)
 
 
 @dataclass
@@ -32,12 +34,21 @@ class Hooks:
     preview_every: int = 0
     checkpoint_path: str | None = None
     checkpoint_every: int = 0
+    # Validation samples (T-LoRA stage only): every ``validate_every`` steps (0: never), each prompt is
+    # sampled with the LoRA so far in ``validation_steps`` denoising steps, without the absorber (as at
+    # inference); empty prompts mean the first clip's caption. Training continues bit-identically.
+    validate_every: int = 0
+    validation_prompts: tuple[str, ...] = ()
+    validation_steps: int = 10
+    on_validation: Callable[[int, str, np.ndarray], None] | None = None  # (step, prompt, float [F, H, W, 3])
 
 
 def run_steps(stage: str, total: int, params: list[torch.Tensor], optimizer, step_loss, hooks: Hooks,
               ckpt: RunCheckpoint, start: int, losses: list[float], compute: ComputeSettings,
-              extra: dict[str, torch.Tensor], preview=None) -> list[float]:
-    """Run steps ``start..total`` of ``step_loss(step)``; returns the losses of all steps so far."""
+              extra: dict[str, torch.Tensor], preview=None, validate=None) -> list[float]:
+    """Run steps ``start..total`` of ``step_loss(step)``; returns the losses of all steps so far.
+
+    ``validate(step)``, when given, runs after every ``hooks.validate_every``-th step, before its progress."""
     scaler = grad_scaler(compute.torch_device, compute.mixed_precision)
     for step in range(start, total):
         if hooks.should_stop and hooks.should_stop():
@@ -62,9 +73,14 @@ def run_steps(stage: str, total: int, params: list[torch.Tensor], optimizer, ste
             optimizer.step()
         losses.append(float(loss.detach()))
         done = step + 1
+        seconds = 0.0
+        if validate and hooks.validate_every and done % hooks.validate_every == 0:
+            began = time.perf_counter()
+            validate(done)
+            seconds = time.perf_counter() - began
         if hooks.on_progress:
             image = preview() if preview and hooks.preview_every and done % hooks.preview_every == 0 else None
-            hooks.on_progress(Progress(stage, done, total, losses[-1], image))
+            hooks.on_progress(Progress(stage, done, total, losses[-1], image, seconds))
         if ckpt.due(done, total):
             ckpt.save(stage, done, params, optimizer, losses, extra)
     return losses

@@ -3,6 +3,7 @@
 Stage 1 (:mod:`absorber_training`) learns the appearance absorber; stage 2
 (:mod:`motion_training`) learns the T-LoRA with it frozen. A run with a checkpoint path resumes
 where it stopped: a stage-2 checkpoint carries the finished absorber, so stage 1 is not redone.
+A run may also keep training a saved T-LoRA, with the absorber it was trained with (stage 1 skipped).
 """
 from __future__ import annotations
 
@@ -12,12 +13,12 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from .absorber_training import Absorber, absorber_from_checkpoint, train_absorber
+from .absorber_training import Absorber, absorber_from_checkpoint, absorber_tensors, train_absorber
 from .adapter_file import AdapterFile
 from .adapters import LoraWeights
 from .checkpoint import RunCheckpoint
-from .frames import check_frames, run_identity
-from .motion_training import train_motion
+from .frames import as_clips, run_identity, tensor_digest
+from .motion_training import motion_clips, train_motion
 from .settings import AbsorberSettings, ComputeSettings, MotionSettings
 from .step_loop import Hooks
 
@@ -26,14 +27,19 @@ from .step_loop import Hooks
 class TrainResult:
     adapter: AdapterFile
     losses: dict = field(default_factory=dict)
+    validation: np.ndarray | None = None  # the last validation clip, float [F, H, W, 3] (Hooks.validate_every)
 
 
-def training_record(motion: MotionSettings, frames: np.ndarray, absorber: AbsorberSettings | None,
+def training_record(motion: MotionSettings, frames, absorber: AbsorberSettings | None,
                     tokens: tuple[str, ...] = (), compute: ComputeSettings | None = None,
                     recipe: str | None = None) -> dict:
-    """What an adapter file's metadata says about how it was made: every setting used."""
+    """What an adapter file's metadata says about how it was made: every setting used, the training
+    size and length, and every clip's caption and frame count as given (``frames``: the run's clips
+    or one frames array)."""
+    clips = as_clips(frames, motion.prompt)
+    shape = clips[0].frames.shape
     record = {k: v for k, v in asdict(motion).items() if k != "alpha"}
-    record.update(frames=int(frames.shape[0]), size=[int(frames.shape[2]), int(frames.shape[1])])
+    record.update(frames=int(shape[0]), size=[int(shape[2]), int(shape[1])], clips=[c.record for c in clips])
     if recipe is not None:
         record["recipe"] = recipe
     if absorber is not None:
@@ -44,7 +50,14 @@ def training_record(motion: MotionSettings, frames: np.ndarray, absorber: Absorb
     return record
 
 
-def motion_adapter(base, lora: LoraWeights, motion: MotionSettings, frames: np.ndarray,
+def continued_record(previous: dict, file: str, steps: int) -> dict:
+    """The record entries of a run that kept training the T-LoRA of ``file`` (whose record is
+    ``previous``) for ``steps`` more steps: the steps of all its runs, and where it continued from."""
+    before = int(previous.get("total_steps", previous.get("steps", 0)))
+    return {"total_steps": before + steps, "continued_from": {"file": os.path.basename(file), "steps": before}}
+
+
+def motion_adapter(base, lora: LoraWeights, motion: MotionSettings, frames,
                    absorber: Absorber | None = None, absorber_settings: AbsorberSettings | None = None,
                    compute: ComputeSettings | None = None) -> AdapterFile:
     """The adapter file of a finished run: the T-LoRA, with its absorber kept apart, and the record."""
@@ -55,27 +68,34 @@ def motion_adapter(base, lora: LoraWeights, motion: MotionSettings, frames: np.n
                        training=training_record(motion, frames, absorber_settings, absorber.tokens, compute, recipe))
 
 
-def train_customization(base, frames: np.ndarray, absorber_settings: AbsorberSettings,
+def train_customization(base, frames, absorber_settings: AbsorberSettings,
                         motion_settings: MotionSettings, compute: ComputeSettings = ComputeSettings(),
-                        hooks: Hooks | None = None) -> TrainResult:
+                        hooks: Hooks | None = None, init_lora: LoraWeights | None = None,
+                        absorber: Absorber | None = None) -> TrainResult:
     """Both stages in one run, resumable from ``hooks.checkpoint_path``; returns the adapter file
-    content (T-LoRA plus the absorber, kept apart) without writing it."""
+    content (T-LoRA plus the absorber, kept apart) without writing it.
+
+    ``frames``: one clip, or several ``(frames, caption)`` clips of the motion (see ``train_motion``).
+    ``init_lora``: a saved T-LoRA to keep training. ``absorber``: a finished absorber to use instead
+    of training one (stage 1 skipped; ``absorber_settings`` then describe it for the record).
+    """
     hooks = hooks or Hooks()
     absorber_settings.validate()
-    motion_settings.validate()
-    check_frames(base, frames)
-    identity = run_identity(base, frames, absorber_settings, motion_settings)
+    clips, motion_settings = motion_clips(base, frames, motion_settings)
+    identity = run_identity(base, clips, absorber_settings, motion_settings,
+                            init_lora=tensor_digest(init_lora.tensors) if init_lora else None,
+                            absorber=tensor_digest(absorber_tensors(absorber)) if absorber else None)
     ckpt = RunCheckpoint(hooks.checkpoint_path, hooks.checkpoint_every, identity)
     saved = ckpt.load()
-    if saved is not None and saved["meta"]["stage"] == "motion":
+    if absorber is None and saved is not None and saved["meta"]["stage"] == "motion":
         absorber = absorber_from_checkpoint(saved["tensors"], json.loads(saved["meta"].get("absorber_losses", "[]")),
                                             absorber_settings)
-    else:
-        absorber = train_absorber(base, frames, absorber_settings, compute, hooks, ckpt, saved)
+    elif absorber is None:
+        absorber = train_absorber(base, clips, absorber_settings, compute, hooks, ckpt, saved)
         saved = None
     ckpt.extra_meta["absorber_losses"] = json.dumps(list(absorber.losses))
-    lora, motion_losses = train_motion(base, frames, motion_settings, absorber, compute, hooks, ckpt, saved)
-    adapter = motion_adapter(base, lora, motion_settings, frames, absorber, absorber_settings, compute)
+    motion = train_motion(base, clips, motion_settings, absorber, compute, hooks, init_lora, _ckpt=ckpt, _saved=saved)
+    adapter = motion_adapter(base, motion.lora, motion_settings, clips, absorber, absorber_settings, compute)
     if ckpt.path and os.path.exists(ckpt.path):
         os.remove(ckpt.path)  # finished: the checkpoint has served its purpose
-    return TrainResult(adapter, {"absorber": list(absorber.losses), "motion": motion_losses})
+    return TrainResult(adapter, {"absorber": list(absorber.losses), "motion": motion.losses}, motion.validation)

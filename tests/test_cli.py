@@ -4,6 +4,7 @@ import subprocess
 import sys
 
 import pytest
+import torch
 
 from cav_core import motion_training
 from cav_core.cli import _lora_arg, main
@@ -249,3 +250,75 @@ def test_output_names_too_long_for_the_file_system_are_refused_before_any_work(
     assert main(["merge", a, "--out", str(tmp_path / fits)]) == 0 and (tmp_path / fits).exists()
     assert main(["merge", a, "--out", str(tmp_path / ("n" + fits))]) == 2
     _one_error_line(capsys, f"at most {longest} here")
+@pytest.fixture()
+def other_clip_file(tmp_path):
+    """8 frames of a blue square moving down, 32x24: another size and length than clip_file."""
+    import numpy as np
+
+    frames = np.full((8, 24, 32, 3), 240, np.uint8)
+    for i in range(8):
+        frames[i, 1 + 2 * i:7 + 2 * i, 12:18] = (30, 30, 220)
+    return write_video(tmp_path / "other.gif", frames, 8)
+
+
+def _inspect(path, capsys) -> dict:
+    capsys.readouterr()
+    assert main(["inspect", str(path)]) == 0
+    return json.loads(capsys.readouterr().out)
+
+
+def test_train_on_several_videos_each_with_its_prompt(tiny_base_dir, clip_file, other_clip_file, tmp_path, capsys):
+    out = tmp_path / "two.safetensors"
+    base = ["train", "--base", tiny_base_dir, "--absorber-steps", "1", "--steps", "2", "--frames", "6", "--quiet"]
+    assert main([*base, "--video", clip_file, "--prompt", "a red square moving right",
+                 "--video", other_clip_file, "--prompt", "a blue square moving down", "--out", str(out)]) == 0
+    record = _inspect(out, capsys)["training"]
+    assert [(c["caption"], c["frames"]) for c in record["clips"]] == [("a red square moving right", 6),
+                                                                      ("a blue square moving down", 6)]
+    assert record["clips"][1]["size"] == [16, 16]  # read at the base's size, as the first
+    assert main([*base, "--video", clip_file, "--video", other_clip_file, "--prompt", "a square moving",
+                 "--out", str(out)]) == 0  # one prompt for all
+    assert [c["caption"] for c in _inspect(out, capsys)["training"]["clips"]] == ["a square moving"] * 2
+    code = main([*base, "--video", clip_file, "--video", other_clip_file, "--prompt", "a", "--prompt", "b",
+                 "--prompt", "c", "--out", str(tmp_path / "x.safetensors")])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and "2 --video but 3 --prompt" in err
+    assert not (tmp_path / "x.safetensors").exists()
+
+
+def test_init_lora_continues_the_file_and_refuses_another_base(tiny_base_dir, clip_file, tmp_path, capsys):
+    from dataclasses import replace
+
+    from cav_core import load_adapter_file, save_adapter_file
+
+    first = tmp_path / "first.safetensors"
+    assert _train(tiny_base_dir, clip_file, first) == 0
+    more = tmp_path / "more.safetensors"
+    args = ["train", "--base", tiny_base_dir, "--video", clip_file, "--prompt", "a red square moving",
+            "--steps", "3", "--frames", "6", "--init-lora", str(first), "--quiet"]
+    assert main([*args, "--out", str(more)]) == 0
+    info = _inspect(more, capsys)
+    assert info["training"]["total_steps"] == 5
+    assert info["training"]["continued_from"] == {"file": "first.safetensors", "steps": 2}
+    saved, continued = load_adapter_file(first), load_adapter_file(more)
+    assert all(torch.equal(saved.spatial.tensors[k], v) for k, v in continued.spatial.tensors.items())  # reused
+    assert torch.equal(saved.textual_inversion.vectors, continued.textual_inversion.vectors)
+    assert main([*args, "--init-lora", str(more), "--out", str(tmp_path / "third.safetensors")]) == 0
+    assert _inspect(tmp_path / "third.safetensors", capsys)["training"]["total_steps"] == 8
+
+    elsewhere = tmp_path / "elsewhere.safetensors"
+    save_adapter_file(elsewhere, replace(saved, base_name="other", base_fingerprint="0123456789ab"))
+    for extra, message in ((["--init-lora", str(elsewhere)], "trained on base 'other'"),
+                           (["--appearance-prompt", "a red square"], "pass --absorber KIND"),
+                           (["--rank", "2"], "rank 4, these settings 2")):
+        code = main([*args, *extra, "--out", str(tmp_path / "x.safetensors")])
+        err = capsys.readouterr().err
+        assert code == 2 and err.count("\n") == 1 and message in err, err
+    assert not (tmp_path / "x.safetensors").exists()
+
+
+def test_validate_every_writes_the_last_sample(tiny_base_dir, clip_file, tmp_path):
+    out = tmp_path / "validated.safetensors"
+    assert _train(tiny_base_dir, clip_file, out, "--validate-every", "1", "--validation-steps", "1",
+                  "--validation-prompt", "a blue circle") == 0
+    assert read_video(tmp_path / "validated.validation.gif").frames.shape == (6, 16, 16, 3)
