@@ -16,6 +16,7 @@ _PUBLIC = {
                  "remove_adapters"),
     "base_model": ("BaseModel", "check_same_base", "load_base"),
     "checkpoint": ("module_tensors", "read_checkpoint", "restore_optimizer", "save_checkpoint"),
+    "continuation": ("continuation_settings", "continued_record"),
     "compute": ("autocast", "default_device", "gradient_checkpointing", "on_device"),
     "diffusion": ("clean_estimate", "debiased_loss", "diffusion_target", "noise_scheduler", "step_generator"),
     "errors": ("CavError", "NonFiniteLoss", "TrainingInterrupted"),
@@ -31,7 +32,7 @@ _PUBLIC = {
     "step_loop": ("Hooks", "Progress"),
     "targeting": ("spatial_targets", "temporal_convolutions", "temporal_layers_bypassed", "temporal_targets"),
     "text": ("encode_prompts",),
-    "training": ("TrainResult", "continued_record", "motion_adapter", "train_customization", "training_record"),
+    "training": ("TrainResult", "motion_adapter", "train_customization", "training_record"),
     "video_io": ("VideoOptions", "read_video", "write_video"),
 }
 _MODULE_OF = {name: module for module, names in _PUBLIC.items() for name in names}

@@ -9,180 +9,10 @@ import json
 import os
 import sys
 
-from .adapters import check_weight
+from .cli_common import ProgressBars, check_adapter_out, lora_arg, size_arg
+from .cli_train import cmd_train
 from .errors import CavError
 from .files import check_name_fits
-
-
-def _lora_arg(text: str) -> tuple[str, float]:
-    """FILE[:WEIGHT]; the weight is taken only when the part after the last ':' is a number.
-
-    NaN and inf parse as numbers but would ruin every output: refused.
-    """
-    path, sep, weight = text.rpartition(":")
-    if sep and path:
-        try:
-            value = float(weight)
-        except ValueError:
-            return text, 1.0
-        return path, check_weight(value, text)
-    return text, 1.0
-
-
-def _size_arg(text: str):
-    if "x" in text:
-        w, h = text.lower().split("x", 1)
-        return int(w), int(h)
-    return int(text)
-
-
-class _Bar:
-    """A one-line progress display on stderr (tqdm when present)."""
-
-    def __init__(self, quiet: bool):
-        self.quiet, self.bars = quiet, {}
-
-    def training(self, progress) -> None:
-        if self.quiet:
-            return
-        bar = self._bar(progress.stage, progress.total)
-        bar.update(progress.step - bar.n)
-        bar.set_postfix(loss=f"{progress.loss:.4f}")
-        if progress.step == progress.total:
-            bar.close()
-
-    def sampling(self, step: int, total: int) -> None:
-        if self.quiet:
-            return
-        bar = self._bar("sampling", total, fresh=step == 1)
-        bar.update(step - bar.n)
-        if step == total:
-            bar.close()
-
-    def _bar(self, name: str, total: int, fresh: bool = False):
-        from tqdm.auto import tqdm
-
-        if fresh or name not in self.bars:
-            self.bars[name] = tqdm(total=total, desc=name, file=sys.stderr, leave=True, dynamic_ncols=True)
-        return self.bars[name]
-
-
-def _check_adapter_out(path: str, suffix: str = "") -> None:
-    if not path.endswith(".safetensors"):
-        raise CavError("--out must name a .safetensors file")
-    check_name_fits(path, suffix)
-
-
-def _video_options(args, base):
-    """The clip's frame selection: what the flags say, else the base's recipe (frames and size)."""
-    from .video_io import VideoOptions
-
-    return VideoOptions(max_frames=args.frames or base.default_frames, skip_first=args.skip_first,
-                        every_nth=args.every_nth, target_fps=args.fps, size=args.size or base.default_size)
-
-
-def _clips(args, base) -> list:
-    """(frames, caption) of every --video, paired in order with its --prompt (one --prompt: for all)."""
-    from .video_io import read_video
-
-    videos, prompts = args.video, args.prompt
-    if len(prompts) == 1:
-        prompts = prompts * len(videos)
-    if len(prompts) != len(videos):
-        raise CavError(f"{len(videos)} --video but {len(prompts)} --prompt; give each --video its --prompt "
-                       "(in the same order), or one --prompt for all")
-    options = _video_options(args, base)
-    return [(read_video(video, options).frames, prompt) for video, prompt in zip(videos, prompts)]
-
-
-def _continued(args, base):
-    """The adapter file --init-lora names, checked against the base, and the T-LoRA settings it fixes:
-    rank, alpha, adapted layers (from its targets) and whether the absorber's token is in the caption."""
-    from .adapter_file import check_adapter_fits, load_adapter_file
-
-    if not args.init_lora:
-        return None, {}
-    init = load_adapter_file(args.init_lora)
-    check_adapter_fits(init, base, args.init_lora)
-    if init.temporal is None:
-        raise CavError(f"--init-lora {args.init_lora} holds no motion (temporal) LoRA to keep training")
-    if args.absorber is None and any(v is not None for v in (args.absorber_steps, args.absorber_lr,
-                                                            args.appearance_prompt)):
-        raise CavError("--init-lora reuses the absorber in that file; pass --absorber KIND to train a new one "
-                       "with --absorber-steps, --absorber-lr or --appearance-prompt")
-    targets = init.temporal.targets
-    shape = {"rank": init.temporal.rank, "alpha": init.temporal.alpha,
-             "include_transformer_in": any(t.startswith("transformer_in.") for t in targets),
-             "include_feed_forward": any(".ff." in t for t in targets),
-             "include_temporal_convs": any(".temp_convs." in t for t in targets),
-             "absorber_token_in_prompt": init.training.get("absorber_token_in_prompt")}
-    return init, shape
-
-
-def cmd_train(args) -> None:
-    from dataclasses import replace
-
-    from .absorber_training import absorber_from_file
-    from .adapter_file import save_adapter_file
-    from .base_model import load_base
-    from .settings import ComputeSettings
-    from .step_loop import Hooks
-    from .training import continued_record, train_customization
-    from .video_io import write_video
-
-    _check_adapter_out(args.out, "" if args.resume else ".ckpt")
-    if args.resume and not os.path.isfile(args.resume):
-        raise CavError(f"--resume {args.resume}: no such checkpoint")
-    base = load_base(args.base)
-    recipe = base.recipe
-    init, fixed = _continued(args, base)
-    clips = _clips(args, base)
-    flags = dict(rank=args.rank, include_feed_forward=args.feed_forward, include_temporal_convs=args.temporal_convs,
-                 absorber_token_in_prompt=args.absorber_token)
-    motion = recipe.motion_settings(**{**fixed, **{k: v for k, v in flags.items() if v is not None}},
-                                    prompt=clips[0][1], steps=args.steps, lr=args.lr, seed=args.seed, loss=args.loss)
-    reused = None
-    if init is not None and args.absorber is None:
-        reused, absorber = absorber_from_file(init)
-    else:
-        absorber = recipe.absorber_settings(kind=args.absorber, prompt=args.appearance_prompt or clips[0][1],
-                                            steps=args.absorber_steps, rank=args.rank, lr=args.absorber_lr,
-                                            seed=args.seed)
-    compute = ComputeSettings(device=args.device, mixed_precision=args.mixed_precision,
-                              gradient_checkpointing=args.gradient_checkpointing)
-    if not args.quiet:
-        frames = clips[0][0]
-        what = f"{len(clips)} clips of {len(frames)} frames" if len(clips) > 1 else f"{len(frames)} frames"
-        line = (f"{base.name}: {recipe.summary()}; T-LoRA rank {motion.rank}, {motion.steps} steps, "
-                f"{what} at {frames.shape[2]}x{frames.shape[1]}")
-        if init is not None:
-            line += f"; continuing {args.init_lora}" + (" with its absorber" if reused else "")
-        print(line, file=sys.stderr)
-    bar = _Bar(args.quiet)
-
-    def progress(p) -> None:
-        bar.training(p)
-        if p.validation_seconds and not args.quiet:
-            from tqdm.auto import tqdm
-
-            tqdm.write(f"step {p.step}: validation samples took {p.validation_seconds:.1f} s", file=sys.stderr)
-
-    hooks = Hooks(on_progress=progress, checkpoint_path=args.resume or args.out + ".ckpt",
-                  checkpoint_every=args.checkpoint_every, validate_every=args.validate_every,
-                  validation_prompts=tuple(args.validation_prompt), validation_steps=args.validation_steps)
-    result = train_customization(base, clips, absorber, motion, compute, hooks,
-                                 init_lora=init.temporal if init else None, absorber=reused)
-    adapter = result.adapter
-    if init is not None:
-        adapter = replace(adapter, training={**adapter.training,
-                                             **continued_record(init.training, args.init_lora, motion.steps)})
-    save_adapter_file(args.out, adapter)
-    if result.validation is not None:
-        sample = write_video(os.path.splitext(args.out)[0] + ".validation.gif", result.validation,
-                             base.default_fps)
-        if not args.quiet:
-            print(f"last validation sample: {sample}", file=sys.stderr)
-    print(args.out)
 
 
 def cmd_sample(args) -> None:
@@ -193,8 +23,8 @@ def cmd_sample(args) -> None:
     from .video_io import VideoOptions, read_video, write_video
 
     check_name_fits(args.out)
-    loras = [_lora_arg(text) for text in args.lora]
-    appearance_arg = _lora_arg(args.appearance_lora) if args.appearance_lora else None
+    loras = [lora_arg(text) for text in args.lora]
+    appearance_arg = lora_arg(args.appearance_lora) if args.appearance_lora else None
     base = load_base(args.base)
     motion = []
     for path, weight in loras:
@@ -219,7 +49,7 @@ def cmd_sample(args) -> None:
     settings = SampleSettings(prompt=args.prompt, negative=args.negative, seed=args.seed, steps=args.steps,
                               cfg=args.cfg, frames=args.frames, size=args.size, scheduler=args.scheduler,
                               noise_prior=args.noise_prior)
-    bar = _Bar(args.quiet)
+    bar = ProgressBars(args.quiet)
     frames = sample_video(base, settings, motion, appearance, device=args.device, on_step=bar.sampling,
                           reference_frames=reference)
     write_video(args.out, frames, args.out_fps or base.default_fps)
@@ -242,9 +72,9 @@ def cmd_merge(args) -> None:
     from .adapter_file import load_adapter_file, save_adapter_file
     from .lora_merge import merge_adapters
 
-    _check_adapter_out(args.out)
+    check_adapter_out(args.out)
     sources = []
-    for path, weight in [_lora_arg(text) for text in args.loras]:
+    for path, weight in [lora_arg(text) for text in args.loras]:
         sources.append((os.path.basename(path), load_adapter_file(path), weight))
     merged = merge_adapters(sources, args.max_rank)
     save_adapter_file(args.out, merged)
@@ -259,7 +89,7 @@ def cmd_import(args) -> None:
     from .base_model import load_base
     from .motiondirector_import import import_motiondirector
 
-    _check_adapter_out(args.out)
+    check_adapter_out(args.out)
     if not os.path.isfile(args.file):
         raise CavError(f"MotionDirector LoRA not found: {args.file}")
     base = load_base(args.base)
@@ -317,7 +147,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--skip-first", type=int, default=0)
     t.add_argument("--every-nth", type=int, default=1)
     t.add_argument("--fps", type=float, default=0.0, help="resample the video to this rate first")
-    t.add_argument("--size", type=_size_arg, help="side or WxH (default: the base's)")
+    t.add_argument("--size", type=size_arg, help="side or WxH (default: the base's)")
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--resume", help="checkpoint to continue from (default: OUT.ckpt when present)")
     t.add_argument("--checkpoint-every", type=int, default=50)
@@ -346,7 +176,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--steps", type=int, default=25)
     s.add_argument("--cfg", type=float, default=7.5)
     s.add_argument("--frames", type=int)
-    s.add_argument("--size", type=_size_arg)
+    s.add_argument("--size", type=size_arg)
     s.add_argument("--scheduler", default="ddim", choices=["ddim", "dpm++", "euler"])
     s.add_argument("--noise-prior", type=float, default=0.0, help="0..0.5, needs --reference")
     s.add_argument("--reference", help="reference video for --noise-prior")

@@ -50,13 +50,6 @@ def training_record(motion: MotionSettings, frames, absorber: AbsorberSettings |
     return record
 
 
-def continued_record(previous: dict, file: str, steps: int) -> dict:
-    """The record entries of a run that kept training the T-LoRA of ``file`` (whose record is
-    ``previous``) for ``steps`` more steps: the steps of all its runs, and where it continued from."""
-    before = int(previous.get("total_steps", previous.get("steps", 0)))
-    return {"total_steps": before + steps, "continued_from": {"file": os.path.basename(file), "steps": before}}
-
-
 def motion_adapter(base, lora: LoraWeights, motion: MotionSettings, frames,
                    absorber: Absorber | None = None, absorber_settings: AbsorberSettings | None = None,
                    compute: ComputeSettings | None = None) -> AdapterFile:

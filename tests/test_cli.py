@@ -7,7 +7,8 @@ import pytest
 import torch
 
 from cav_core import motion_training
-from cav_core.cli import _lora_arg, main
+from cav_core.cli import main
+from cav_core.cli_common import lora_arg
 from cav_core.video_io import read_video, write_video
 
 
@@ -92,9 +93,9 @@ def test_interrupt_writes_nothing_then_resume(tiny_base_dir, clip_file, tmp_path
 
 
 def test_lora_arg_parsing():
-    assert _lora_arg("a.safetensors:0.5") == ("a.safetensors", 0.5)
-    assert _lora_arg("C:\\loras\\a.safetensors") == ("C:\\loras\\a.safetensors", 1.0)
-    assert _lora_arg("dir:x/a.safetensors:-1") == ("dir:x/a.safetensors", -1.0)
+    assert lora_arg("a.safetensors:0.5") == ("a.safetensors", 0.5)
+    assert lora_arg("C:\\loras\\a.safetensors") == ("C:\\loras\\a.safetensors", 1.0)
+    assert lora_arg("dir:x/a.safetensors:-1") == ("dir:x/a.safetensors", -1.0)
 
 
 def test_subprocess_error_has_no_traceback(tmp_path):
@@ -214,7 +215,7 @@ def test_nan_and_inf_weights_are_refused(tiny_base_dir, tmp_path, capsys, weight
     from cav_core.errors import CavError
 
     with pytest.raises(CavError, match="finite number"):
-        _lora_arg(f"a.safetensors:{weight}")
+        lora_arg(f"a.safetensors:{weight}")
     common = ["--base", tiny_base_dir, "--prompt", "x", "--out", str(tmp_path / "o.gif")]
     assert main(["sample", "--lora", f"a.safetensors:{weight}", *common]) == 2
     _one_error_line(capsys, f"a.safetensors:{weight}: the weight must be a finite number")
