@@ -70,7 +70,10 @@ def train_absorber(base, clips, settings: AbsorberSettings,
         vectors = torch.nn.Parameter(init_vectors(base, settings.init_word, len(tokens)).to(device))
         groups.append({"params": [vectors], "lr": settings.ti_lr})
         params.append(vectors)
-    ckpt = _ckpt or RunCheckpoint(hooks.checkpoint_path, hooks.checkpoint_every, run_identity(base, clips, settings))
+    standalone = _ckpt is None  # not inside train_customization: this stage resumes and discards its own
+    ckpt = _ckpt or RunCheckpoint.for_run(hooks, "absorber", run_identity(base, clips, settings))
+    if standalone:
+        _saved = ckpt.load()
     stack = contextlib.ExitStack()
     with stack:
         stack.enter_context(on_device(unet, device))
@@ -112,6 +115,8 @@ def train_absorber(base, clips, settings: AbsorberSettings,
                            losses, compute, {})
         spatial = (adapters.extract_lora(unet, ABSORBER_ADAPTER, SPATIAL, settings.rank, settings.rank)
                    if settings.uses_slora else None)
+    if standalone:
+        ckpt.discard()
     ti = TokenEmbeddings(tokens, vectors.detach().cpu().float().clone()) if vectors is not None else None
     return Absorber(spatial, ti, tuple(losses))
 

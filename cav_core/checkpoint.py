@@ -3,6 +3,7 @@ written atomically. The adapter training and the shapes-world base trainer both 
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 
@@ -69,6 +70,21 @@ class RunCheckpoint:
     def __init__(self, path: str | None, every: int, identity: dict):
         self.path, self.every, self.identity = path, every, json.dumps(identity, sort_keys=True)
         self.extra_meta: dict[str, str] = {}
+
+    @classmethod
+    def for_run(cls, hooks, stage: str, identity: dict) -> RunCheckpoint:
+        """The checkpoint ``hooks`` ask for: their path, or in their folder a file named by ``stage``
+        and a digest of ``identity`` (another run never finds it)."""
+        path = hooks.checkpoint_path
+        if path is None and hooks.checkpoint_folder:
+            digest = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:20]
+            path = os.path.join(hooks.checkpoint_folder, f"{stage}-{digest}.ckpt")
+        return cls(path, hooks.checkpoint_every, identity)
+
+    def discard(self) -> None:
+        """The run finished: its checkpoint has served its purpose."""
+        if self.path and os.path.exists(self.path):
+            os.remove(self.path)
 
     def load(self) -> dict | None:
         if not self.path or not os.path.exists(self.path):

@@ -106,8 +106,12 @@ def train_motion(base, clips, settings: MotionSettings, absorber: Absorber | Non
     with on_device(base.vae, device):  # each [1, C, F, h, w]
         latents = [encode_frames(base.vae, c.frames).permute(1, 0, 2, 3).unsqueeze(0).to(device) for c in clips]
     prompts = [motion_caption(c.caption, absorber.tokens, settings.absorber_token_in_prompt) for c in clips]
-    ckpt = _ckpt or RunCheckpoint(hooks.checkpoint_path, hooks.checkpoint_every, run_identity(
-        base, clips, settings, init_lora=tensor_digest(init_lora.tensors) if init_lora else None))
+    standalone = _ckpt is None  # not inside train_customization: this stage resumes and discards its own
+    ckpt = _ckpt or RunCheckpoint.for_run(hooks, "motion", run_identity(
+        base, clips, settings, init_lora=tensor_digest(init_lora.tensors) if init_lora else None,
+        absorber=tensor_digest(absorber_tensors(absorber)) if absorber.spatial or absorber.textual_inversion else None))
+    if standalone:
+        _saved = ckpt.load()
     stack = contextlib.ExitStack()
     with stack:
         stack.enter_context(on_device(unet, device))
@@ -162,4 +166,6 @@ def train_motion(base, clips, settings: MotionSettings, absorber: Absorber | Non
         losses = run_steps("motion", settings.steps, params, optimizer, step_loss, hooks, ckpt, start,
                            losses, compute, absorber_tensors(absorber), preview, validation)
         lora = current_lora()
+    if standalone:
+        ckpt.discard()
     return MotionResult(lora, losses, validation.last if validation else None)

@@ -34,6 +34,9 @@ class Hooks:
     preview_every: int = 0
     checkpoint_path: str | None = None
     checkpoint_every: int = 0
+    # A folder instead of a path: each run's checkpoint is named by a digest of what the run is (base,
+    # clips, settings), so a host can resume any interrupted run by training it again.
+    checkpoint_folder: str | None = None
     # Validation samples (T-LoRA stage only): every ``validate_every`` steps (0: never), each prompt is
     # sampled with the LoRA so far in ``validation_steps`` denoising steps, without the absorber (as at
     # inference); empty prompts mean the first clip's caption. Training continues bit-identically.

@@ -120,6 +120,36 @@ def test_resume_equals_uninterrupted(tiny_base, clip_frames, tmp_path, stop_stag
     assert not os.path.exists(ckpt)  # a finished run removes its checkpoint
 
 
+def test_each_stage_alone_resumes_from_its_checkpoint_folder(tiny_base, clip_frames, tmp_path):
+    """What the nodes do: train a stage again after an interrupt and it goes on where it stopped;
+    a run with other settings gets a checkpoint of its own; a finished run leaves none behind."""
+    absorber_settings, motion_settings = _settings(4)
+    folder = str(tmp_path / "checkpoints")
+    absorber = train_absorber(tiny_base, clip_frames, absorber_settings)
+    full = train_motion(tiny_base, clip_frames, motion_settings, absorber).lora
+    with pytest.raises(TrainingInterrupted):
+        train_motion(tiny_base, clip_frames, motion_settings, absorber,
+                     hooks=Hooks(should_stop=_after(2), checkpoint_folder=folder, checkpoint_every=1))
+    with pytest.raises(TrainingInterrupted):  # another run beside it: its own file
+        train_motion(tiny_base, clip_frames, replace(motion_settings, seed=5), absorber,
+                     hooks=Hooks(should_stop=_after(1), checkpoint_folder=folder, checkpoint_every=1))
+    assert len(os.listdir(folder)) == 2
+    seen = []
+    resumed = train_motion(tiny_base, clip_frames, motion_settings, absorber,
+                           hooks=Hooks(on_progress=lambda p: seen.append(p.step), checkpoint_folder=folder,
+                                       checkpoint_every=1)).lora
+    assert seen == [3, 4]  # steps 1 and 2 came from the checkpoint
+    assert all(torch.equal(full.tensors[k], resumed.tensors[k]) for k in full.tensors)
+    assert len(os.listdir(folder)) == 1  # its own checkpoint removed, the other run's kept
+    with pytest.raises(TrainingInterrupted):
+        train_absorber(tiny_base, clip_frames, absorber_settings,
+                       hooks=Hooks(should_stop=_after(2), checkpoint_folder=folder, checkpoint_every=1))
+    again = train_absorber(tiny_base, clip_frames, absorber_settings,
+                           hooks=Hooks(checkpoint_folder=folder, checkpoint_every=1))
+    assert all(torch.equal(absorber.spatial.tensors[k], again.spatial.tensors[k]) for k in absorber.spatial.tensors)
+    assert len(os.listdir(folder)) == 1
+
+
 def test_checkpoint_from_other_settings_is_refused(tiny_base, clip_frames, tmp_path):
     ckpt = str(tmp_path / "run.ckpt.safetensors")
     hooks = Hooks(should_stop=lambda: True, checkpoint_path=ckpt, checkpoint_every=1)
