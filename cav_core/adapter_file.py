@@ -65,6 +65,12 @@ class AdapterFile:
         return out
 
 
+def preview_path(path: str | os.PathLike) -> str:
+    """Where an adapter file's animated preview goes: beside it, same name, ``.webp`` (as model
+    browsers look for previews)."""
+    return os.path.splitext(os.fspath(path))[0] + ".webp"
+
+
 def save_adapter_file(path: str | os.PathLike, adapter: AdapterFile) -> str:
     tensors: dict[str, torch.Tensor] = {}
     meta = {"format": FORMAT, "format_version": str(FORMAT_VERSION), "kinds": ",".join(adapter.kinds),

@@ -153,7 +153,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--checkpoint-every", type=int, default=50)
     t.add_argument("--validate-every", type=int, default=0, metavar="N",
                    help="every N T-LoRA steps, sample each --validation-prompt with the LoRA so far (no absorber, "
-                        "as at inference); the last sample is written as OUT.validation.gif (default 0: never)")
+                        "as at inference); the last sample becomes the file's preview, OUT with .webp (default 0: never)")
     t.add_argument("--validation-prompt", action="append", default=[],
                    help="prompt of a validation sample, repeatable (default: the first --prompt)")
     t.add_argument("--validation-steps", type=int, default=10, help="denoising steps of a validation sample (default 10)")

@@ -43,7 +43,7 @@ def cmd_train(args) -> None:
     from dataclasses import replace
 
     from .absorber_training import absorber_from_file
-    from .adapter_file import save_adapter_file
+    from .adapter_file import preview_path, save_adapter_file
     from .base_model import load_base
     from .settings import ComputeSettings
     from .step_loop import Hooks
@@ -99,8 +99,8 @@ def cmd_train(args) -> None:
                                              **continued_record(init.training, args.init_lora, motion.steps)})
     save_adapter_file(args.out, adapter)
     if result.validation is not None:
-        sample = write_video(os.path.splitext(args.out)[0] + ".validation.gif", result.validation,
+        sample = write_video(preview_path(args.out), result.validation,
                              base.default_fps)
         if not args.quiet:
-            print(f"last validation sample: {sample}", file=sys.stderr)
+            print(f"last validation sample, the file's preview: {sample}", file=sys.stderr)
     print(args.out)

@@ -21,6 +21,7 @@ NODE_IDS = {
     "save_motion_lora": "CAV_SaveMotionLora",
     "inspect_motion_lora": "CAV_InspectMotionLora",
     "merge_motion_loras": "CAV_MergeMotionLoras",
+    "add_training_clip": "CAV_AddTrainingClip",
     # deprecated: kept so that saved workflows load and run
     "train_motion_lora_v1": "CAV_TrainMotionLora",
 }
@@ -32,6 +33,7 @@ SOCKET_TYPES = {
     "motion_lora": "CAV_MOTION_LORA",
     "motion_lora_stack": "CAV_MOTION_LORA_STACK",
     "appearance": "CAV_APPEARANCE",
+    "training_clips": "CAV_TRAINING_CLIPS",
 }
 
 EVENTS = {"loss": "cav.loss"}  # websocket events the nodes send

@@ -6,6 +6,7 @@ from comfy_api.latest import ComfyExtension, io
 from . import folders, routes
 from .appearance import ApplyAppearance
 from .base import LoadBase
+from .clips import AddTrainingClip
 from .lora import InspectMotionLora, LoadMotionLora, MotionLoraStackNode, SaveMotionLora
 from .merge import MergeMotionLoras
 from .sample import SampleVideo
@@ -15,7 +16,8 @@ from .video import LoadReferenceVideo
 
 NODES: list[type[io.ComfyNode]] = [
     LoadBase, LoadReferenceVideo, TrainAbsorber, TrainMotion, LoadMotionLora, MotionLoraStackNode,
-    ApplyAppearance, SampleVideo, SaveMotionLora, InspectMotionLora, MergeMotionLoras, *DEPRECATED_NODES,
+    ApplyAppearance, SampleVideo, SaveMotionLora, InspectMotionLora, MergeMotionLoras, AddTrainingClip,
+    *DEPRECATED_NODES,
 ]
 
 

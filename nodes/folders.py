@@ -50,6 +50,12 @@ def save_motion_lora(adapter: AdapterFile, name: str, overwrite: bool) -> str:
     return os.path.relpath(path, folder).replace(os.sep, "/")
 
 
+def checkpoint_folder() -> str:
+    """Where interrupted trainings keep their checkpoints (a hidden folder beside the motion LoRAs,
+    so a queue run after a restart still resumes; the files are not listed as LoRAs)."""
+    return os.path.join(save_folder(), ".checkpoints")
+
+
 def diffusers_roots() -> list[str]:
     return folder_paths.get_folder_paths(DIFFUSERS_KEY)
 

@@ -137,15 +137,20 @@ class TrainingProgress:
 
     def __init__(self, total: int, node_id: str | None, stage: str):
         self.bar = comfy.utils.ProgressBar(max(total, 1))
-        self.node_id, self.stage = node_id, stage
+        self.node_id, self.stage, self.total = node_id, stage, max(total, 1)
 
     def __call__(self, progress: Progress) -> None:
+        self.total = progress.total
         preview = None
         if progress.preview is not None:
             preview = ("JPEG", preview_picture(progress.preview), None)
         send_event(LOSS_EVENT, {"node": self.node_id, "stage": progress.stage, "step": progress.step,
                                 "total": progress.total, "loss": progress.loss})
         self.bar.update_absolute(progress.step, progress.total, preview)  # also an interrupt point
+
+    def show(self, step: int, picture) -> None:
+        """Put ``picture`` (a PIL image) in the node's progress preview at ``step``."""
+        self.bar.update_absolute(step, self.total, ("JPEG", picture, None))
 
 
 class StepProgress:

@@ -10,16 +10,22 @@ import os
 import numpy as np
 from comfy_api.latest import io, ui
 
-from cav_core.absorber_training import train_absorber
+from dataclasses import replace
+
+from cav_core.absorber_training import absorber_from_file, train_absorber
+from cav_core.adapter_file import preview_path
+from cav_core.continuation import continuation_settings, continued_record
 from cav_core.motion_training import train_motion
 from cav_core.settings import ABSORBER_KINDS, MOTION_LOSSES, ComputeSettings, MotionSettings
 from cav_core.step_loop import Hooks
 from cav_core.training import motion_adapter
+from cav_core.video_io import write_video
 
 from . import folders, host, paths, types
 from .constants import NODE_IDS
 from .convert import image_batch_to_frames, loss_graph
-from .values import LoadedBase, MotionLora, TrainedAbsorber, check_same_base
+from .previews import ValidationPreviews
+from .values import LoadedBase, MotionLora, TrainedAbsorber, TrainingClips, check_same_base
 
 SEED_MAX = 2**31 - 1
 AUTO = "auto"
@@ -35,10 +41,26 @@ def auto_choice(value: str):
     return None if value == AUTO else value
 
 
-def reference_frames(loaded: LoadedBase, reference) -> np.ndarray:
+CHECKPOINT_EVERY = 50  # steps between checkpoints of a node's training (an interrupted run resumes)
+
+
+def reference_clips(loaded: LoadedBase, reference, caption: str, more: TrainingClips | None) -> list:
+    """The training clips: the reference with ``caption``, then any Add Training Clip clips (which
+    the engine brings to the reference's size and frame count)."""
     frames = image_batch_to_frames(reference, "reference")
     loaded.base.check_frame_size(frames.shape[2], frames.shape[1], "the reference video")
-    return frames
+    return [(frames, caption), *(more.clips if more else ())]
+
+
+def training_hooks(total: int, node_id, stage: str, **extra) -> Hooks:
+    return Hooks(on_progress=host.TrainingProgress(total, node_id, stage), should_stop=host.should_stop,
+                 checkpoint_folder=folders.checkpoint_folder(), checkpoint_every=CHECKPOINT_EVERY, **extra)
+
+
+def _more_clips_input() -> io.Input:
+    return types.TrainingClips.Input("more_clips", optional=True,
+                                     tooltip="More clips of the same motion, each with its caption (Add Training "
+                                             "Clip); brought to the reference's size and frame count.")
 
 
 def compute_for(loaded: LoadedBase, device, gradient_checkpointing: bool = False) -> ComputeSettings:
@@ -111,6 +133,7 @@ class TrainAbsorber(io.ComfyNode):
                                        "= auto)."),
                 _seed("Seed of the crops, noise and initial weights; the same seed repeats the run."),
                 _checkpointing_input(),
+                _more_clips_input(),
             ],
             outputs=[
                 types.Absorber.Output(display_name="absorber",
@@ -123,18 +146,17 @@ class TrainAbsorber(io.ComfyNode):
     @classmethod
     def execute(cls, base: LoadedBase, reference, kind: str, appearance_prompt: str, steps: int, lr: float,
                 ti_lr: float, rank: int, crop_min: float, crop_max: float, seed: int,
-                gradient_checkpointing: bool = False) -> io.NodeOutput:
+                gradient_checkpointing: bool = False, more_clips: TrainingClips | None = None) -> io.NodeOutput:
         with host.engine_call():
             settings = base.base.recipe.absorber_settings(
                 kind=auto_choice(kind), prompt=appearance_prompt.strip(), steps=auto_number(steps),
                 lr=auto_number(lr), ti_lr=auto_number(ti_lr), rank=auto_number(rank), seed=seed,
                 crop_range=(crop_min, crop_max) if crop_min or crop_max else None)
             settings.validate()
-            frames = reference_frames(base, reference)
-            hooks = Hooks(on_progress=host.TrainingProgress(settings.steps, cls.hidden.unique_id, "absorber"),
-                          should_stop=host.should_stop)
+            clips = reference_clips(base, reference, settings.prompt, more_clips)
+            hooks = training_hooks(settings.steps, cls.hidden.unique_id, "absorber")
             device = host.load_for_work(base, host.TRAINING_MEMORY)
-            absorber = train_absorber(base.base, frames, settings, compute_for(base, device, gradient_checkpointing),
+            absorber = train_absorber(base.base, clips, settings, compute_for(base, device, gradient_checkpointing),
                                       hooks)
         host.settle()
         result = TrainedAbsorber(absorber, base.name, base.fingerprint, settings)
@@ -183,7 +205,19 @@ def motion_inputs(switch) -> list:
         _checkpointing_input(),
         types.Absorber.Input("absorber", optional=True,
                              tooltip="The appearance absorber of the same reference (Train Appearance Absorber). "
-                                     "Without it the motion LoRA also learns the look."),
+                                     "Without it the motion LoRA also learns the look (unless init_lora brings "
+                                     "the absorber stored in its file)."),
+        _more_clips_input(),
+        types.MotionLora.Input("init_lora", optional=True,
+                               tooltip="Keep training this motion LoRA (Load Motion LoRA or a training node) "
+                                       "instead of starting afresh: its rank and layers are kept, its record adds "
+                                       "up the steps, and its stored absorber is used when none is connected."),
+        io.Int.Input("validate_every", default=0, min=0, max=100000, optional=True,
+                     tooltip="Every N steps, sample the validation prompts with the LoRA so far and show them on "
+                             "the node (0 = never). Each costs a short sampling run."),
+        io.String.Input("validation_prompts", multiline=True, default="", optional=True,
+                        tooltip="One prompt per line, best a new subject or scene (empty: the reference's "
+                                "caption). The last sample becomes the saved file's preview."),
     ]
 
 
@@ -221,41 +255,64 @@ class TrainMotion(io.ComfyNode):
     @classmethod
     def settings(cls, base: LoadedBase, prompt: str, steps: int, lr: float, rank: int, seed: int, loss: str,
                  include_transformer_in: str, include_feed_forward: str, include_temporal_convs: str,
-                 absorber_token_in_prompt: str) -> MotionSettings:
+                 absorber_token_in_prompt: str, init_lora: MotionLora | None = None) -> MotionSettings:
+        """The widgets as settings: explicit values, else what ``init_lora``'s file fixes (a run that
+        keeps training it), else the base's recipe, else the paper's."""
+        fixed = continuation_settings(init_lora.adapter, f"init_lora '{init_lora.name}'") if init_lora else {}
+        explicit = dict(rank=auto_number(rank), include_transformer_in=SWITCH[include_transformer_in],
+                        include_feed_forward=SWITCH[include_feed_forward],
+                        include_temporal_convs=SWITCH[include_temporal_convs],
+                        absorber_token_in_prompt=SWITCH[absorber_token_in_prompt])
         return base.base.recipe.motion_settings(
-            prompt=prompt.strip(), steps=auto_number(steps), lr=auto_number(lr), rank=auto_number(rank), seed=seed,
-            loss=auto_choice(loss), include_transformer_in=SWITCH[include_transformer_in],
-            include_feed_forward=SWITCH[include_feed_forward], include_temporal_convs=SWITCH[include_temporal_convs],
-            absorber_token_in_prompt=SWITCH[absorber_token_in_prompt])
+            **{**fixed, **{k: v for k, v in explicit.items() if v is not None}},
+            prompt=prompt.strip(), steps=auto_number(steps), lr=auto_number(lr), seed=seed, loss=auto_choice(loss))
 
     @classmethod
     def execute(cls, base: LoadedBase, reference, prompt: str, steps: int, lr: float, rank: int, seed: int,
                 name: str, save: bool, preview_every: int, loss: str, include_transformer_in: str = AUTO,
                 include_feed_forward: str = AUTO, include_temporal_convs: str = AUTO,
                 absorber_token_in_prompt: str = AUTO, gradient_checkpointing: bool = False,
-                absorber: TrainedAbsorber | None = None) -> io.NodeOutput:
+                absorber: TrainedAbsorber | None = None, more_clips: TrainingClips | None = None,
+                init_lora: MotionLora | None = None, validate_every: int = 0,
+                validation_prompts: str = "") -> io.NodeOutput:
         with host.engine_call():
             settings = cls.settings(base, prompt, steps, lr, rank, seed, loss, include_transformer_in,
-                                    include_feed_forward, include_temporal_convs, absorber_token_in_prompt)
+                                    include_feed_forward, include_temporal_convs, absorber_token_in_prompt, init_lora)
             settings.validate()
+            if init_lora is not None:
+                check_same_base(f"init_lora '{init_lora.name}'", init_lora.adapter.base_name,
+                                init_lora.adapter.base_fingerprint, base)
+                stored, stored_settings = absorber_from_file(init_lora.adapter)
+                if absorber is None and stored_settings.kind != "none":  # keep training beside its own absorber
+                    absorber = TrainedAbsorber(stored, init_lora.adapter.base_name, init_lora.adapter.base_fingerprint,
+                                               stored_settings)
             if absorber is not None:
                 check_same_base("the absorber", absorber.base_name, absorber.base_fingerprint, base)
-            frames = reference_frames(base, reference)
-            hooks = Hooks(on_progress=host.TrainingProgress(settings.steps, cls.hidden.unique_id, "motion"),
-                          should_stop=host.should_stop, preview_every=preview_every)
+            clips = reference_clips(base, reference, settings.prompt, more_clips)
+            hooks = training_hooks(settings.steps, cls.hidden.unique_id, "motion", preview_every=preview_every,
+                                   validate_every=validate_every,
+                                   validation_prompts=tuple(p.strip() for p in validation_prompts.splitlines()))
+            previews = ValidationPreviews(hooks)
             device = host.load_for_work(base, host.TRAINING_MEMORY)
             compute = compute_for(base, device, gradient_checkpointing)
-            lora, losses = train_motion(base.base, frames, settings, absorber.absorber if absorber else None,
-                                        compute, hooks)
-            adapter = motion_adapter(base.base, lora, settings, frames, absorber.absorber if absorber else None,
+            trained = train_motion(base.base, clips, settings, absorber.absorber if absorber else None, compute, hooks,
+                                   init_lora.temporal if init_lora else None)
+            adapter = motion_adapter(base.base, trained.lora, settings, clips, absorber.absorber if absorber else None,
                                      absorber.settings if absorber else None, compute)
+            if init_lora is not None:
+                adapter = replace(adapter, training={**adapter.training, **continued_record(
+                    init_lora.adapter.training, init_lora.name, settings.steps)})
             motion = MotionLora(name=os.path.splitext(paths.lora_file_name(name))[0], adapter=adapter,
                                 losses={"absorber": list(absorber.absorber.losses) if absorber else [],
-                                        "motion": losses})
+                                        "motion": trained.losses})
             saved = folders.save_motion_lora(motion.adapter, name, overwrite=False) if save else ""
+            if saved and trained.validation is not None:
+                write_video(preview_path(folders.motion_lora_path(saved)), trained.validation, base.base.default_fps)
         host.settle()
-        graph = loss_graph({"motion": losses}, host.intermediate_device())
+        graph = loss_graph({"motion": trained.losses}, host.intermediate_device())
         text = (f"motion LoRA '{motion.name}' ({base.base.recipe.name} recipe): {settings.steps} steps, "
-                f"{describe_motion(settings)}; final loss {final_loss(losses)}")
+                f"{describe_motion(settings)}; final loss {final_loss(trained.losses)}")
+        text += f"; {len(clips)} clips" if len(clips) > 1 else ""
+        text += f"; continued from {init_lora.name}" if init_lora else ""
         text += f"; saved as {saved}" if saved else ""
-        return io.NodeOutput(motion, graph, saved, ui=ui.PreviewText(text))
+        return io.NodeOutput(motion, graph, saved, ui=previews.ui(text, trained.validation, base.base.default_fps))

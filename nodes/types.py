@@ -10,8 +10,10 @@ Absorber = io.Custom(SOCKET_TYPES["absorber"])  # values.TrainedAbsorber
 MotionLora = io.Custom(SOCKET_TYPES["motion_lora"])  # values.MotionLora
 MotionLoraStack = io.Custom(SOCKET_TYPES["motion_lora_stack"])  # values.MotionLoraStack
 Appearance = io.Custom(SOCKET_TYPES["appearance"])  # values.AppearanceChoice
+TrainingClips = io.Custom(SOCKET_TYPES["training_clips"])  # values.TrainingClips
 
-__all__ = ["CATEGORY", "T2VBase", "Absorber", "MotionLora", "MotionLoraStack", "Appearance", "display_name"]
+__all__ = ["CATEGORY", "T2VBase", "Absorber", "MotionLora", "MotionLoraStack", "Appearance", "TrainingClips",
+           "display_name"]
 
 
 def display_name(title: str) -> str:

@@ -121,6 +121,18 @@ class MotionLoraStack:
 
 
 @dataclass(frozen=True, eq=False)
+class TrainingClips:
+    """More clips of one motion, each with its caption; each Add Training Clip returns a NEW, longer value."""
+
+    clips: tuple[tuple[Any, str], ...] = ()  # (uint8 frames [F, H, W, 3], caption)
+
+    def plus(self, frames, caption: str) -> TrainingClips:
+        if not caption.strip():
+            raise CavError(f"training clip {len(self.clips) + 1} has no caption; describe what it shows")
+        return TrainingClips(self.clips + ((frames, caption.strip()),))
+
+
+@dataclass(frozen=True, eq=False)
 class AppearanceChoice:
     """An S-LoRA and/or textual-inversion tokens to apply at sampling, and their base."""
 

@@ -322,4 +322,4 @@ def test_validate_every_writes_the_last_sample(tiny_base_dir, clip_file, tmp_pat
     out = tmp_path / "validated.safetensors"
     assert _train(tiny_base_dir, clip_file, out, "--validate-every", "1", "--validation-steps", "1",
                   "--validation-prompt", "a blue circle") == 0
-    assert read_video(tmp_path / "validated.validation.gif").frames.shape == (6, 16, 16, 3)
+    assert read_video(tmp_path / "validated.webp").frames.shape == (6, 16, 16, 3)  # the file's preview

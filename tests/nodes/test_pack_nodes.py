@@ -46,7 +46,7 @@ def test_entrypoint_is_v3_only_with_every_node(pack, comfy):
     extension = asyncio.run(pack.comfy_entrypoint())
     node_list = asyncio.run(extension.get_node_list())
     schemas = [cls.GET_SCHEMA() for cls in node_list]
-    assert len({s.node_id for s in schemas}) == len(schemas) == 12
+    assert len({s.node_id for s in schemas}) == len(schemas) == 13
     assert [s.node_id for s in schemas if s.is_deprecated] == ["CAV_TrainMotionLora"]
     for schema in schemas:
         assert schema.node_id.startswith("CAV_") and schema.category == "Customize-A-Video"
@@ -218,6 +218,62 @@ def test_bad_strengths_and_names_are_refused_with_a_message(nodes, chain, host_d
     with pytest.raises(Exception, match="too long"):
         run(nodes["CAV_SaveMotionLora"], motion_lora=motion, name="x" * 300, overwrite=False)
     assert os.listdir(host_dirs.loras) == []
+
+
+def test_motion_node_trains_on_several_clips_and_keeps_training_a_saved_lora(nodes, chain, host_dirs, comfy):
+    base, frames = chain
+    other = run(nodes["CAV_LoadReferenceVideo"], **{**REFERENCE, "video": "figure_eight.mp4 [bundled]",
+                                                     "max_frames": 5, "width": 32, "height": 16}).result[0]
+    clips = run(nodes["CAV_AddTrainingClip"], frames=other, caption="a blue circle moving").result[0]
+    absorber = run(nodes["CAV_TrainAbsorber"], base=base, reference=frames, more_clips=clips, **ABSORBER).result[0]
+    first = run(nodes["CAV_TrainMotion"], base=base, reference=frames, absorber=absorber, more_clips=clips,
+                **{**MOTION, "save": True, "name": "two_clips"}).result[0]
+    record = first.adapter.training
+    assert [c["caption"] for c in record["clips"]] == ["a red square moving", "a blue circle moving"]
+    assert [c["frames"] for c in record["clips"]] == [8, 5]  # as they came; trained at the first clip's size
+    with pytest.raises(Exception, match="has no caption"):
+        run(nodes["CAV_AddTrainingClip"], frames=other, caption="  ")
+    # Keep training the saved file: rank and layers from it, steps added up, its absorber reused.
+    comfy.folder_paths.filename_list_cache.clear()
+    saved = run(nodes["CAV_LoadMotionLora"], lora_name="two_clips.safetensors", strength=1.0).result[1]
+    more = run(nodes["CAV_TrainMotion"], base=base, reference=frames, init_lora=saved,
+               **{**MOTION, "steps": 3, "rank": 0, "include_temporal_convs": "auto"})
+    continued = more.result[0]
+    assert continued.adapter.training["total_steps"] == 2 + 3
+    assert continued.adapter.training["continued_from"]["file"] == "two_clips"
+    assert continued.temporal.rank == first.temporal.rank and continued.adapter.spatial is not None
+    assert "continued from two_clips" in more.ui["text"][0]
+
+
+def test_motion_node_shows_validation_samples_and_saves_the_last_as_preview(nodes, chain, host_dirs):
+    base, frames = chain
+    out = run(nodes["CAV_TrainMotion"], base=base, reference=frames, validate_every=1,
+              validation_prompts="a blue circle moving\n\na green square moving",
+              **{**MOTION, "save": True, "name": "validated"})
+    assert out.ui["animated"] == (True,) and len(out.ui["images"]) == 1
+    assert sorted(os.listdir(host_dirs.loras)) == ["validated.safetensors", "validated.webp"]
+
+
+def test_an_interrupted_node_training_resumes_from_its_checkpoint(nodes, chain, comfy, host_dirs, monkeypatch):
+    from cav_pack.nodes import host, train
+
+    base, frames = chain
+    monkeypatch.setattr(train, "CHECKPOINT_EVERY", 1)
+    full = run(nodes["CAV_TrainMotion"], base=base, reference=frames, **{**MOTION, "steps": 4}).result[0]
+    calls = []
+
+    def stop_after_two_steps() -> bool:
+        calls.append(1)
+        return len(calls) > 2
+
+    monkeypatch.setattr(host, "should_stop", stop_after_two_steps)
+    with pytest.raises(Exception):
+        run(nodes["CAV_TrainMotion"], base=base, reference=frames, **{**MOTION, "steps": 4})
+    assert len(os.listdir(os.path.join(host_dirs.loras, ".checkpoints"))) == 1
+    monkeypatch.setattr(host, "should_stop", lambda: False)
+    resumed = run(nodes["CAV_TrainMotion"], base=base, reference=frames, **{**MOTION, "steps": 4}).result[0]
+    assert all(torch.equal(full.temporal.tensors[k], resumed.temporal.tensors[k]) for k in full.temporal.tensors)
+    assert os.listdir(os.path.join(host_dirs.loras, ".checkpoints")) == []
 
 
 def loaded(comfy, patcher) -> bool:
