@@ -105,6 +105,14 @@ def load_adapter_file(path: str | os.PathLike) -> AdapterFile:
     if meta.get("format") != FORMAT:
         raise CavError(f"{path} is not a Customize-A-Video adapter (no '{FORMAT}' metadata); "
                        "it may be an image-model LoRA or another tool's file")
+    try:
+        return _from_metadata(meta, tensors, path)
+    except (json.JSONDecodeError, KeyError, ValueError, TypeError, AttributeError) as e:
+        raise CavError(f"{path} has damaged metadata ({type(e).__name__}: {e}); it cannot be used, "
+                       "save or train it again") from e
+
+
+def _from_metadata(meta: dict, tensors: dict, path: str) -> AdapterFile:
     if int(meta.get("format_version", "0")) > FORMAT_VERSION:
         raise CavError(f"{path} uses adapter format {meta['format_version']}; update the pack to read it")
     parts = {}
@@ -115,12 +123,19 @@ def load_adapter_file(path: str | os.PathLike) -> AdapterFile:
             parts[role] = LoraWeights(role=role, rank=int(info["rank"]), alpha=float(info["alpha"]),
                                       tensors={k[len(prefix):]: v for k, v in tensors.items()
                                                if k.startswith(prefix)})
+            for target in parts[role].targets:  # every layer needs both halves
+                for half in ("lora_A", "lora_B"):
+                    if f"{target}.{half}.weight" not in parts[role].tensors:
+                        raise KeyError(f"{prefix}{target}.{half}.weight")
     ti = None
     if TI_PREFIX in meta:
         ti = TokenEmbeddings(tuple(json.loads(meta[TI_PREFIX])["tokens"]), tensors[f"{TI_PREFIX}.vectors"])
+    training = json.loads(meta.get("training", "{}"))
+    if not isinstance(training, dict):
+        raise ValueError("the training record is not a JSON object")
     return AdapterFile(base_name=meta.get("base_name", "?"), base_fingerprint=meta.get("base_fingerprint", "?"),
                        temporal=parts.get(TEMPORAL), spatial=parts.get(SPATIAL), textual_inversion=ti,
-                       training=json.loads(meta.get("training", "{}")), created=meta.get("created", ""))
+                       training=training, created=meta.get("created", ""))
 
 
 def check_adapter_fits(adapter: AdapterFile, base, source: str = "this adapter") -> None:

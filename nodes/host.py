@@ -138,9 +138,11 @@ class TrainingProgress:
     def __init__(self, total: int, node_id: str | None, stage: str):
         self.bar = comfy.utils.ProgressBar(max(total, 1))
         self.node_id, self.stage, self.total = node_id, stage, max(total, 1)
+        self.validation_seconds = 0.0  # what validation samples cost, summed over the run
 
     def __call__(self, progress: Progress) -> None:
         self.total = progress.total
+        self.validation_seconds += progress.validation_seconds
         preview = None
         if progress.preview is not None:
             preview = ("JPEG", preview_picture(progress.preview), None)

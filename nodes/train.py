@@ -314,5 +314,7 @@ class TrainMotion(io.ComfyNode):
                 f"{describe_motion(settings)}; final loss {final_loss(trained.losses)}")
         text += f"; {len(clips)} clips" if len(clips) > 1 else ""
         text += f"; continued from {init_lora.name}" if init_lora else ""
+        if validate_every:
+            text += f"; validation samples took {hooks.on_progress.validation_seconds:.1f} s"
         text += f"; saved as {saved}" if saved else ""
         return io.NodeOutput(motion, graph, saved, ui=previews.ui(text, trained.validation, base.base.default_fps))

@@ -126,3 +126,27 @@ def test_a_non_finite_strength_is_refused_before_the_base_is_touched(tiny_base, 
                 pass
     after = tiny_base.unet.state_dict()
     assert all(torch.equal(before[k], after[k]) for k in before) and not list(tuner_layers(tiny_base.unet))
+
+
+@pytest.mark.parametrize("meta", [
+    {"training": "{not json"},
+    {"temporal": "[1,2"},
+    {"format_version": "one"},
+    {"temporal": json.dumps({"alpha": 2})},
+    {"textual_inversion": json.dumps({"tokens": ["<x>"]})},
+    {"training": "[1, 2]"},
+    {"temporal": json.dumps({"rank": 2, "alpha": 2}), "drop": "lora_B"},
+])
+def test_an_adapter_file_with_junk_metadata_is_refused_with_one_message(tmp_path, meta):
+    from safetensors.torch import save_file
+
+    from cav_core.adapter_file import FORMAT
+
+    meta = {"format": FORMAT, "format_version": "1", **meta}
+    tensors = {"temporal.blk.to_q.lora_A.weight": torch.zeros(2, 4), "temporal.blk.to_q.lora_B.weight": torch.zeros(4, 2)}
+    if meta.pop("drop", None):
+        del tensors["temporal.blk.to_q.lora_B.weight"]
+    path = tmp_path / "junk.safetensors"
+    save_file(tensors, str(path), metadata=meta)
+    with pytest.raises(CavError, match="damaged metadata|update the pack"):
+        load_adapter_file(path)

@@ -32,6 +32,7 @@ import numpy as np
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 UNET_CONFIG = os.path.join(ROOT, "tests", "data", "modelscope_unet_config.json")
 PROMPT = "a red square moving on a white background"
+VALIDATION_STEPS = 10  # Hooks' default
 
 # row key -> (table, label); the first row of each table is its baseline.
 TRAINING_ROWS = {
@@ -40,6 +41,7 @@ TRAINING_ROWS = {
     "tlora": "T-LoRA, the default (paper setting, no absorber)",
     "tlora_checkpointing": "T-LoRA with gradient checkpointing",
     "tlora_convs": "T-LoRA + temporal convolutions, rank 16",
+    "tlora_validation": "T-LoRA with a validation sample every 4 steps (its time reported below)",
     "absorber": "dual absorber (S-LoRA + token), 4 crops a step",
 }
 SAMPLING_ROWS = {
@@ -126,7 +128,10 @@ def _run_row(key: str, base, frames, args, clock) -> None:
     from cav_core import (ComputeSettings, Hooks, LoraWeights, Recipe, SampleSettings, extract_lora, inject_lora,
                           remove_adapters, sample_video, temporal_targets, train_absorber, train_motion)
 
-    hooks = Hooks(on_progress=lambda _: clock())
+    def tick(progress) -> None:
+        clock(progress.validation_seconds)
+
+    hooks = Hooks(on_progress=tick, validate_every=4 if key == "tlora_validation" else 0)
     paper = Recipe()
     if key == "plain":
         _plain_loop(base, frames, args.steps, clock)
@@ -168,14 +173,23 @@ def child(args) -> None:
 
     torch.set_num_threads(args.threads)
     stamps: list[float] = []
+    validations: list[float] = []
+
+    def clock(validation_seconds: float = 0.0) -> None:
+        stamps.append(time.time())
+        if validation_seconds:
+            validations.append(validation_seconds)
+
     base = load_base(args.base_dir)
     frames = np.random.default_rng(0).integers(0, 256, (args.frames, args.size, args.size, 3), dtype=np.uint8)
-    _run_row(args.child, base, frames, args, lambda: stamps.append(time.time()))
+    _run_row(args.child, base, frames, args, clock)
     warmup = 1 if args.child in SAMPLING_ROWS else args.warmup  # a sampling step has no optimiser to warm up
     gaps = np.diff(stamps)[warmup:] if len(stamps) > 1 else []
-    step = statistics.median(gaps) if len(gaps) else float("nan")
+    step = statistics.median(gaps) if len(gaps) else float("nan")  # the median: steps without validation
     result = {"s_per_step": step, "setup_s": stamps[0] - args.t0 - step if stamps else float("nan"),
               "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+    if validations:
+        result["validation_s"] = statistics.mean(validations)
     with open(args.json, "w") as f:
         json.dump(result, f)
 
@@ -267,6 +281,11 @@ def main(argv=None) -> int:
     if training:
         versus = "motiondirector" if "motiondirector" in training else None
         report += table("Training", training, results, versus)
+        validation = results.get("tlora_validation", {})
+        if "validation_s" in validation:
+            report += (f"\n\nA validation sample ({VALIDATION_STEPS} denoising steps, {args.frames} frames) takes "
+                       f"{validation['validation_s']:.2f} s, {validation['validation_s'] / validation['s_per_step']:.1f}"
+                       " training steps' time.")
     if sampling:
         report += table("Sampling", sampling, results)
     print(report)
