@@ -32,7 +32,7 @@ class TrainMotionLoraV1(TrainMotion):
             category=types.CATEGORY,
             description="Deprecated: use Train Motion T-LoRA, whose settings can follow the base's recipe. Kept so "
                         "that saved workflows run unchanged.",
-            inputs=motion_inputs(_boolean),
+            inputs=motion_inputs(_boolean, later_inputs=False),
             outputs=MOTION_OUTPUTS,
             hidden=[io.Hidden.unique_id],
             is_deprecated=True,

@@ -168,10 +168,11 @@ class TrainAbsorber(io.ComfyNode):
         return io.NodeOutput(result, graph, ui=ui.PreviewText(text))
 
 
-def motion_inputs(switch) -> list:
+def motion_inputs(switch, later_inputs: bool = True) -> list:
     """Train Motion T-LoRA's inputs; ``switch(id, tooltip, optional)`` makes the on/off settings'
-    inputs (tri-state combos here, booleans on the deprecated node, in the same order)."""
-    return [
+    inputs (tri-state combos here, booleans on the deprecated node, in the same order). The
+    deprecated node keeps the inputs it had (``later_inputs`` False): saved widget values map by position."""
+    inputs = [
         types.T2VBase.Input("base", tooltip="The base from Load T2V Base."),
         io.Image.Input("reference", tooltip="Frames of the reference clip (Load Reference Video)."),
         io.String.Input("prompt", multiline=True, default="",
@@ -207,6 +208,10 @@ def motion_inputs(switch) -> list:
                              tooltip="The appearance absorber of the same reference (Train Appearance Absorber). "
                                      "Without it the motion LoRA also learns the look (unless init_lora brings "
                                      "the absorber stored in its file)."),
+    ]
+    if not later_inputs:
+        return inputs
+    return inputs + [
         _more_clips_input(),
         types.MotionLora.Input("init_lora", optional=True,
                                tooltip="Keep training this motion LoRA (Load Motion LoRA or a training node) "

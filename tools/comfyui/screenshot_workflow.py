@@ -23,7 +23,7 @@ def main() -> None:
     parser.add_argument("--url", required=True, help="a running ComfyUI with the pack")
     parser.add_argument("--workflow", default="one_shot_motion_transfer")
     parser.add_argument("--out", required=True, help="the PNG to write")
-    parser.add_argument("--size", default="1600x900", help="browser window, WIDTHxHEIGHT")
+    parser.add_argument("--size", default="2600x1500", help="browser window, WIDTHxHEIGHT")
     args = parser.parse_args()
     from playwright.sync_api import sync_playwright
 
@@ -41,6 +41,8 @@ def main() -> None:
         page.keyboard.press("Escape")  # the template browser opens on a first visit
         unknown = page.evaluate("""async (wf) => {
             try { await window.app.extensionManager.setting.set('Comfy.Minimap.Visible', false); } catch (e) {}
+            // LiteGraph draws nodes without text below a zoom threshold; a fitted graph is often below it
+            try { await window.app.extensionManager.setting.set('LiteGraph.Canvas.LowQualityRenderingZoomThreshold', 0.1); } catch (e) {}
             await window.app.loadGraphData(wf);
             const canvas = window.app.canvas;
             const nodes = window.app.graph._nodes;
@@ -58,6 +60,11 @@ def main() -> None:
         if unknown:
             sys.exit(f"the server does not know these nodes: {unknown}")
         page.wait_for_timeout(1500)
+        for _ in range(3):  # the template browser can open late on a first visit: close whatever dialog is up
+            if not page.locator(".p-dialog").count():
+                break
+            page.keyboard.press("Escape")
+            page.wait_for_timeout(500)
         tmp = args.out + ".tmp.png"
         page.screenshot(path=tmp)
         os.replace(tmp, args.out)
