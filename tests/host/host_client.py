@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import importlib.util
 import os
 import socket
 import subprocess
@@ -19,6 +20,15 @@ PACK_DIR_NAME = "ComfyUI-Customize-A-Video"
 TINY_BASE = "tiny_t2v"  # name of the random-init test base in the yaml's diffusers folder
 OTHER_BASE = "cav_test_base"  # a folder given as CAV_HOST_TEST_BASE=/path, linked beside it
 TOY_MODEL = os.path.join(ROOT, "cav_core", "shapes_world", "model", "model_index.json")
+
+
+def shared_constants():
+    """nodes/constants.py, read by file (it imports nothing of ComfyUI or the pack, and the name
+    ``nodes`` would be ComfyUI's own module in a process that imported ComfyUI)."""
+    spec = importlib.util.spec_from_file_location("cav_shared_constants", os.path.join(ROOT, "nodes", "constants.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def free_port() -> int:

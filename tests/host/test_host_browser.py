@@ -13,7 +13,6 @@ loss curve's caption.
 """
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 
@@ -21,21 +20,13 @@ import pytest
 
 from tools.comfyui.browser import chromium_path
 
-from .host_client import PACK_DIR_NAME, ROOT
+from .host_client import PACK_DIR_NAME, ROOT, shared_constants
 
 WORKFLOWS = sorted(f for f in os.listdir(os.path.join(ROOT, "workflows")) if f.endswith(".json"))
 EXTENSIONS = ["customize_a_video.motion_lora_stack", "customize_a_video.loss_curve"]
 
 
-def _shared_constants():
-    """nodes/constants.py, read by file (it imports nothing of ComfyUI or the pack)."""
-    spec = importlib.util.spec_from_file_location("cav_shared_constants", os.path.join(ROOT, "nodes", "constants.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-C = _shared_constants()
+C = shared_constants()
 CONSTANTS_JS = f"/extensions/{PACK_DIR_NAME}/constants.js"
 
 

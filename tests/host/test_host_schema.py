@@ -4,13 +4,9 @@ from __future__ import annotations
 import glob
 import os
 
-from .host_client import PACK_DIR_NAME, ROOT, TINY_BASE
+from .host_client import PACK_DIR_NAME, ROOT, TINY_BASE, shared_constants
 
-NODE_IDS = {
-    "CAV_LoadBase", "CAV_LoadReferenceVideo", "CAV_TrainAbsorber", "CAV_TrainMotion", "CAV_LoadMotionLora",
-    "CAV_MotionLoraStack", "CAV_ApplyAppearance", "CAV_SampleVideo", "CAV_SaveMotionLora", "CAV_InspectMotionLora",
-    "CAV_TrainMotionLora",  # deprecated, kept for saved workflows
-}
+NODE_IDS = set(shared_constants().NODE_IDS.values())  # the deprecated ones included: saved workflows need them
 CATEGORY = "Customize-A-Video"
 WORKFLOW_NAMES = sorted(os.path.splitext(os.path.basename(p))[0]
                         for p in glob.glob(os.path.join(ROOT, "workflows", "*.json")))
