@@ -155,7 +155,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="every N T-LoRA steps, sample each --validation-prompt with the LoRA so far (no absorber, "
                         "as at inference); the last sample becomes the file's preview, OUT with .webp (default 0: never)")
     t.add_argument("--validation-prompt", action="append", default=[],
-                   help="prompt of a validation sample, repeatable (default: the first --prompt)")
+                   help="prompt of a validation sample, repeatable (default: the new appearances the base's "
+                        "recipe names, else the first --prompt)")
     t.add_argument("--validation-steps", type=int, default=10, help="denoising steps of a validation sample (default 10)")
     t.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: cuda when available)")
     t.add_argument("--mixed-precision", default="no", choices=["no", "bf16", "fp16"])

@@ -76,3 +76,41 @@ def gradient_checkpointing(unet: torch.nn.Module, enabled: bool = True) -> Itera
     finally:
         for module in wrapped:
             del module.forward
+
+
+def _time_only_conv(module: torch.nn.Module) -> bool:
+    """A Conv3d that convolves along time alone: kernel (k, 1, 1), no stride, dilation or groups."""
+    return (isinstance(module, torch.nn.Conv3d) and module.kernel_size[1:] == (1, 1) and module.stride == (1, 1, 1)
+            and module.dilation == (1, 1, 1) and module.groups == 1 and module.padding_mode == "zeros"
+            and isinstance(module.padding, tuple) and module.padding[1:] == (0, 0))
+
+
+def _conv_over_time_as_2d(module: torch.nn.Conv3d):
+    def forward(x: torch.Tensor) -> torch.Tensor:
+        b, c, f, h, w = x.shape
+        weight = module.weight.squeeze(-1)  # [out, in, k, 1]: frames x (height * width) as a 2-D image
+        y = torch.nn.functional.conv2d(x.reshape(b, c, f, h * w), weight, module.bias,
+                                       padding=(module.padding[0], 0))
+        return y.reshape(b, y.shape[1], y.shape[2], h, w)
+
+    return forward
+
+
+@contextlib.contextmanager
+def time_convs_as_2d(unet: torch.nn.Module) -> Iterator[None]:
+    """Run every time-only Conv3d on the CPU as the equal Conv2d over (frames, height x width).
+
+    PyTorch's CPU Conv3d has no oneDNN path here and runs its reference kernel; the temporal
+    convolutions of a UNet3D (and their peft LoRAs) are (3, 1, 1) kernels, which oneDNN's Conv2d runs
+    about twice as fast, forward and backward, with the same weights and gradients (to rounding).
+    No-op on other devices. Forwards are swapped on the instances for the block only.
+    """
+    swapped = [m for m in unet.modules() if _time_only_conv(m) and m.weight.device.type == "cpu"
+               and "forward" not in m.__dict__]
+    for module in swapped:
+        module.forward = _conv_over_time_as_2d(module)
+    try:
+        yield
+    finally:
+        for module in swapped:
+            del module.forward

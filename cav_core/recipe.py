@@ -4,7 +4,8 @@ A base folder may hold ``cav_recipe.json`` beside ``model_index.json``:
 
     {"name": "zeroscope", "video": {"frames": 24, "width": 576, "height": 320, "fps": 8},
      "absorber": {"kind": "dual", "steps": 150},
-     "motion": {"steps": 300, "rank": 4, "include_temporal_convs": false}}
+     "motion": {"steps": 300, "rank": 4, "include_temporal_convs": false},
+     "validation_prompts": ["a corgi running on a beach"]}
 
 Every part and every key is optional; what a recipe leaves out keeps the paper's setting (the
 defaults of :class:`AbsorberSettings` and :class:`MotionSettings`) and the base's native size
@@ -42,6 +43,8 @@ class Recipe:
     fps: float = 8.0
     absorber: dict = field(default_factory=dict)  # AbsorberSettings fields it sets
     motion: dict = field(default_factory=dict)  # MotionSettings fields it sets
+    # validation samples' default prompts: new appearances this base can draw (empty: the clip's caption)
+    validation_prompts: tuple[str, ...] = ()
     description: str = ""
 
     def absorber_settings(self, **given) -> AbsorberSettings:
@@ -71,7 +74,7 @@ def parse_recipe(data: object, name: str, where: str) -> Recipe:
     """A recipe from its JSON content; ``where`` names the file in error messages."""
     if not isinstance(data, dict):
         raise CavError(f"{where}: a recipe is a JSON object with 'video', 'absorber' and 'motion' parts")
-    unknown = set(data) - {"name", "video", "absorber", "motion", "description", "match"}
+    unknown = set(data) - {"name", "video", "absorber", "motion", "validation_prompts", "description", "match"}
     if unknown:
         raise CavError(f"{where}: unknown part(s) {', '.join(sorted(unknown))}; "
                        "a recipe has 'video', 'absorber' and 'motion'")
@@ -92,7 +95,10 @@ def parse_recipe(data: object, name: str, where: str) -> Recipe:
             settings.validate()
         except (TypeError, ValueError, CavError) as e:
             raise CavError(f"{where}: the '{part}' part is not valid: {e}") from e
-    return Recipe(name=str(data.get("name", name)), frames=int(video.get("frames", 16)), width=video.get("width"),
+    prompts = data.get("validation_prompts", [])
+    if not isinstance(prompts, list) or not all(isinstance(p, str) and p.strip() for p in prompts):
+        raise CavError(f"{where}: validation_prompts must be a list of non-empty prompts")
+    return Recipe(name=str(data.get("name", name)), validation_prompts=tuple(prompts), frames=int(video.get("frames", 16)), width=video.get("width"),
                   height=video.get("height"), fps=float(video.get("fps", 8.0)), absorber=parts["absorber"],
                   motion=parts["motion"], description=str(data.get("description", "")))
 

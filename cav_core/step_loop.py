@@ -39,7 +39,8 @@ class Hooks:
     checkpoint_folder: str | None = None
     # Validation samples (T-LoRA stage only): every ``validate_every`` steps (0: never), each prompt is
     # sampled with the LoRA so far in ``validation_steps`` denoising steps, without the absorber (as at
-    # inference); empty prompts mean the first clip's caption. Training continues bit-identically.
+    # inference); without prompts, the base recipe's validation prompts (new appearances), else the
+    # first clip's caption. Training continues bit-identically.
     validate_every: int = 0
     validation_prompts: tuple[str, ...] = ()
     validation_steps: int = 10

@@ -45,7 +45,9 @@ class Validation:
     def __init__(self, base, hooks: Hooks, clips: Sequence[Clip], seed: int, compute: ComputeSettings,
                  current_lora: Callable[[], LoraWeights]):
         self.base, self.hooks, self.compute, self.current_lora = base, hooks, compute, current_lora
-        self.prompts = tuple(p for p in hooks.validation_prompts if p.strip()) or (clips[0].caption,)
+        # default: new appearances the base's recipe names, else the reference's own caption
+        self.prompts = (tuple(p for p in hooks.validation_prompts if p.strip())
+                        or base.recipe.validation_prompts or (clips[0].caption,))
         count, height, width = clips[0].frames.shape[:3]
         self.settings = [SampleSettings(prompt=p, seed=seed, steps=hooks.validation_steps, frames=count,
                                         size=(width, height)) for p in self.prompts]

@@ -221,8 +221,9 @@ def motion_inputs(switch, later_inputs: bool = True) -> list:
                      tooltip="Every N steps, sample the validation prompts with the LoRA so far and show them on "
                              "the node (0 = never). Each costs a short sampling run."),
         io.String.Input("validation_prompts", multiline=True, default="", optional=True,
-                        tooltip="One prompt per line, best a new subject or scene (empty: the reference's "
-                                "caption). The last sample becomes the saved file's preview."),
+                        tooltip="One prompt per line, best a new subject or scene (empty: the new appearances "
+                                "the base's recipe names, else the reference's caption). The last sample becomes "
+                                "the saved file's preview."),
     ]
 
 

@@ -63,6 +63,8 @@ def test_the_bases_own_file_wins_and_explicit_values_win_over_it(tiny_base_dir, 
     ('{"absorber": {"kind": "triple"}}', "absorber kind must be one of"),
     ('{"sampling": {}}', "unknown part"),
     ('[1, 2]', "a recipe is a JSON object"),
+    ('{"validation_prompts": "a dog"}', "validation_prompts must be a list"),
+    ('{"validation_prompts": [""]}', "validation_prompts must be a list"),
 ])
 def test_a_broken_recipe_is_refused_with_the_file_named(tiny_base_dir, tmp_path, content, message):
     folder = _copy_base(tiny_base_dir, tmp_path, "broken")
@@ -103,6 +105,6 @@ def test_train_with_no_tuning_flags_uses_the_recipe_and_records_it(tiny_base_dir
 def test_the_bundled_base_carries_the_recipe_that_learns_a_path_there():
     recipe = recipe_for(os.path.join(os.path.dirname(__file__), "..", "cav_core", "shapes_world", "model"))
     motion = recipe.motion_settings(prompt="x")
-    assert recipe.name == "shapes_world"
+    assert recipe.name == "shapes_world" and recipe.validation_prompts  # a new appearance to validate with
     assert (motion.include_temporal_convs, motion.rank, motion.steps, motion.absorber_token_in_prompt) == (
         True, 16, 1000, False)

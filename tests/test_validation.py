@@ -55,3 +55,13 @@ def test_validation_prompts_and_the_result_of_both_stages(tiny_base, clip_frames
     with pytest.raises(CavError, match="steps must be >= 1"):
         train_motion(tiny_base, clip_frames, MotionSettings(prompt="x", steps=1),
                      hooks=Hooks(validate_every=1, validation_steps=0))
+
+
+def test_without_prompts_validation_draws_the_new_appearances_of_the_bases_recipe(tiny_base, clip_frames):
+    from dataclasses import replace
+
+    calls = []
+    hooks = Hooks(validate_every=1, validation_steps=1, on_validation=lambda step, prompt, frames: calls.append(prompt))
+    tiny_base.recipe = replace(tiny_base.recipe, validation_prompts=("a green circle moving",))
+    train_motion(tiny_base, clip_frames, MotionSettings(prompt="a red square moving right", steps=1), hooks=hooks)
+    assert calls == ["a green circle moving"]

@@ -40,6 +40,8 @@ TRAINING_ROWS = {
     "motiondirector": "MotionDirector-style: spatial + temporal LoRA rank 32, feed-forward, checkpointing",
     "tlora": "T-LoRA, the default (paper setting, no absorber)",
     "tlora_checkpointing": "T-LoRA with gradient checkpointing",
+    "tlora_bf16": "T-LoRA with bf16 autocast (fp32 weights and LoRA)",
+    "tlora_bf16_checkpointing": "T-LoRA with bf16 autocast and gradient checkpointing",
     "tlora_convs": "T-LoRA + temporal convolutions, rank 16",
     "tlora_validation": "T-LoRA with a validation sample every 4 steps (its time reported below)",
     "absorber": "dual absorber (S-LoRA + token), 4 crops a step",
@@ -145,7 +147,8 @@ def _run_row(key: str, base, frames, args, clock) -> None:
         convs = key == "tlora_convs"
         settings = paper.motion_settings(prompt=PROMPT, steps=args.steps, rank=16 if convs else None,
                                          include_temporal_convs=convs or None)
-        compute = ComputeSettings(gradient_checkpointing=key == "tlora_checkpointing")
+        compute = ComputeSettings(gradient_checkpointing=key.endswith("checkpointing"),
+                                  mixed_precision="bf16" if "bf16" in key else "no")
         train_motion(base, frames, settings, compute=compute, hooks=hooks)
     elif key == "absorber":
         train_absorber(base, frames, paper.absorber_settings(kind="dual", prompt=PROMPT, steps=args.steps),
