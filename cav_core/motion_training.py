@@ -18,7 +18,7 @@ from . import adapters
 from .absorber_training import ABSORBER_ADAPTER, Absorber, absorber_tensors
 from .adapters import TEMPORAL, LoraWeights
 from .checkpoint import RunCheckpoint
-from .compute import autocast, gradient_checkpointing, on_device, time_convs_as_2d
+from .compute import autocast, gradient_checkpointing, on_device
 from .diffusion import clean_estimate, debiased_loss, diffusion_target, noise_scheduler, step_generator
 from .errors import CavError
 from .frames import Clip, run_identity, tensor_digest, training_clips
@@ -130,7 +130,6 @@ def train_motion(base, clips, settings: MotionSettings, absorber: Absorber | Non
             p.requires_grad_(MOTION_ADAPTER in name)
         params = [p for p in unet.parameters() if p.requires_grad]
         stack.enter_context(gradient_checkpointing(unet, compute.gradient_checkpointing))
-        stack.enter_context(time_convs_as_2d(unet))  # after the LoRA: its convolutions too
         optimizer = torch.optim.AdamW(params, lr=settings.lr, weight_decay=0.0)
         start, losses = 0, []
         if _saved is not None and _saved["meta"]["stage"] == "motion":

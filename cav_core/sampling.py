@@ -16,7 +16,7 @@ from diffusers import DDIMScheduler, DPMSolverMultistepScheduler, EulerDiscreteS
 
 from .adapter_file import TokenEmbeddings
 from .adapters import LoraWeights, applied_loras
-from .compute import autocast, default_device, on_device, time_convs_as_2d
+from .compute import autocast, default_device, on_device
 from .errors import CavError, TrainingInterrupted
 from .latents import decode_latents, encode_frames
 from .text import encode_prompts, token_embeddings_applied, with_placeholder
@@ -115,8 +115,7 @@ def sample_video(base, settings: SampleSettings, motion_loras: Sequence[tuple[Lo
         latents = (1 - p) ** 0.5 * latents + p ** 0.5 * noised
     latents = latents * scheduler.init_noise_sigma
 
-    with on_device(base.unet, device), applied_loras(base.unet, loras, fuse=settings.fuse), \
-            time_convs_as_2d(base.unet):
+    with on_device(base.unet, device), applied_loras(base.unet, loras, fuse=settings.fuse):
         unet_dtype = base.unet.dtype
         for i, t in enumerate(scheduler.timesteps):
             if should_stop and should_stop():

@@ -72,33 +72,3 @@ def test_bypass_nests_inside_gradient_checkpointing(tiny_base):
         assert {id(m): m.__dict__.get("forward") for m in unet.modules()} == wrapped
     assert not any("forward" in m.__dict__ for m in unet.modules())
 
-
-def test_time_only_convolutions_run_as_2d_with_the_same_outputs_and_gradients(tiny_base):
-    from cav_core import inject_lora, remove_adapters
-    from cav_core.compute import time_convs_as_2d
-
-    unet = tiny_base.unet
-    inject_lora(unet, "t", temporal_targets(unet, include_temporal_convs=True), 2, 2.0, seed=0)
-    params = [p for n, p in unet.named_parameters() if ".t." in n or n.endswith(".t.weight")]
-    for p in params:
-        p.requires_grad_(True)
-    g = torch.Generator().manual_seed(0)
-    latents, text = torch.randn(1, 4, 5, 8, 8, generator=g), torch.randn(1, 24, 16, generator=g)
-
-    def output_and_grads():
-        unet.zero_grad(set_to_none=True)
-        out = _predict(unet, latents, text)
-        out.square().mean().backward()
-        return out.detach(), [p.grad.clone() for p in params]
-
-    try:
-        plain, plain_grads = output_and_grads()
-        with time_convs_as_2d(unet):
-            swapped = [m for m in unet.modules() if "forward" in m.__dict__]
-            assert len(swapped) > 0 and all(isinstance(m, torch.nn.Conv3d) for m in swapped)
-            fast, fast_grads = output_and_grads()
-        assert not any("forward" in m.__dict__ for m in unet.modules())
-        assert torch.allclose(plain, fast, atol=1e-5)
-        assert params and all(torch.allclose(a, b, atol=1e-5) for a, b in zip(plain_grads, fast_grads))
-    finally:
-        remove_adapters(unet)
