@@ -216,9 +216,9 @@ def run_row(key: str, args, base_dir: str) -> dict:
 
 
 def table(title: str, rows: dict, results: dict, versus: str | None = None) -> str:
-    extra = f" | × {rows[versus].split(':')[0]}" if versus else ""
-    head = f"| configuration | s/step | × first | peak RSS MiB | × first | setup s | × first{extra} (step / RSS / setup) |"
-    lines = [f"\n## {title}", head, "|---" * (head.count("|") - 1) + "|"]
+    extra = f" | × {rows[versus].split(':')[0]} (step / RSS / setup)" if versus else ""
+    head = f"| configuration | s/step | × first | peak RSS MiB | × first | setup s | × first{extra} |"
+    lines = [f"\n\n## {title}\n", head, "|---" * (head.count("|") - 1) + "|"]
     keys = list(rows)
     first = results[keys[0]]
     for key in keys:
@@ -270,7 +270,7 @@ def main(argv=None) -> int:
               f"torch {torch.__version__}, diffusers {diffusers.__version__}, peft {peft.__version__}; "
               f"{args.frames} frames at {args.size}x{args.size}, fp32; {args.steps} training steps a row "
               f"(median after {args.warmup}), {args.sample_steps} sampling steps with guidance (median after 1)"]
-    print("\n".join(header), flush=True)
+    print("\n\n".join(header), flush=True)
     results = {}
     with tempfile.TemporaryDirectory() as folder:
         base_dir = build_base_folder(folder, args.small)
@@ -278,19 +278,7 @@ def main(argv=None) -> int:
             if key in wanted:
                 results[key] = run_row(key, args, base_dir)
                 print(f"{key}: {results[key]}", flush=True)
-    training = {k: v for k, v in TRAINING_ROWS.items() if k in results}
-    sampling = {k: v for k, v in SAMPLING_ROWS.items() if k in results}
-    report = "\n".join(header)
-    if training:
-        versus = "motiondirector" if "motiondirector" in training else None
-        report += table("Training", training, results, versus)
-        validation = results.get("tlora_validation", {})
-        if "validation_s" in validation:
-            report += (f"\n\nA validation sample ({VALIDATION_STEPS} denoising steps, {args.frames} frames) takes "
-                       f"{validation['validation_s']:.2f} s, {validation['validation_s'] / validation['s_per_step']:.1f}"
-                       " training steps' time.")
-    if sampling:
-        report += table("Sampling", sampling, results)
+    report = render(header, results, args.frames)
     print(report)
     if args.out:
         from cav_core import atomic_path
@@ -298,6 +286,24 @@ def main(argv=None) -> int:
         with atomic_path(args.out) as tmp, open(tmp, "w") as f:
             f.write(report + "\n")
     return 0
+
+
+def render(header: list[str], results: dict, frames: int) -> str:
+    """The markdown report: the header lines, then a table per kind of row measured."""
+    training = {k: v for k, v in TRAINING_ROWS.items() if k in results}
+    sampling = {k: v for k, v in SAMPLING_ROWS.items() if k in results}
+    report = "\n\n".join(header)
+    if training:
+        versus = "motiondirector" if "motiondirector" in training else None
+        report += table("Training", training, results, versus)
+        validation = results.get("tlora_validation", {})
+        if "validation_s" in validation:
+            report += (f"\n\nA validation sample ({VALIDATION_STEPS} denoising steps, {frames} frames) takes "
+                       f"{validation['validation_s']:.2f} s, {validation['validation_s'] / validation['s_per_step']:.1f}"
+                       " training steps' time.")
+    if sampling:
+        report += table("Sampling", sampling, results)
+    return report
 
 
 if __name__ == "__main__":
