@@ -40,14 +40,12 @@ def _continued(args, base):
 
 
 def cmd_train(args) -> None:
-    from dataclasses import replace
 
     from .absorber_training import absorber_from_file
     from .adapter_file import preview_path, save_adapter_file
     from .base_model import load_base
     from .settings import ComputeSettings
     from .step_loop import Hooks
-    from .continuation import continued_record
     from .training import train_customization
     from .video_io import write_video
 
@@ -92,11 +90,9 @@ def cmd_train(args) -> None:
                   checkpoint_every=args.checkpoint_every, validate_every=args.validate_every,
                   validation_prompts=tuple(args.validation_prompt), validation_steps=args.validation_steps)
     result = train_customization(base, clips, absorber, motion, compute, hooks,
-                                 init_lora=init.temporal if init else None, absorber=reused)
+                                 init_lora=init.temporal if init else None, absorber=reused,
+                                 continued_from=(args.init_lora, init.training) if init else None)
     adapter = result.adapter
-    if init is not None:
-        adapter = replace(adapter, training={**adapter.training,
-                                             **continued_record(init.training, args.init_lora, motion.steps)})
     save_adapter_file(args.out, adapter)
     if result.validation is not None:
         sample = write_video(preview_path(args.out), result.validation,

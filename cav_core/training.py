@@ -17,6 +17,7 @@ from .absorber_training import Absorber, absorber_from_checkpoint, absorber_tens
 from .adapter_file import AdapterFile
 from .adapters import LoraWeights
 from .checkpoint import RunCheckpoint
+from .continuation import continued_record
 from .frames import as_clips, run_identity, tensor_digest
 from .motion_training import motion_clips, train_motion
 from .settings import AbsorberSettings, ComputeSettings, MotionSettings
@@ -52,19 +53,25 @@ def training_record(motion: MotionSettings, frames, absorber: AbsorberSettings |
 
 def motion_adapter(base, lora: LoraWeights, motion: MotionSettings, frames,
                    absorber: Absorber | None = None, absorber_settings: AbsorberSettings | None = None,
-                   compute: ComputeSettings | None = None) -> AdapterFile:
-    """The adapter file of a finished run: the T-LoRA, with its absorber kept apart, and the record."""
+                   compute: ComputeSettings | None = None,
+                   continued_from: tuple[str, dict] | None = None) -> AdapterFile:
+    """The adapter file of a finished run: the T-LoRA, with its absorber kept apart, and the record.
+    ``continued_from``: (file name, record) of the saved T-LoRA the run kept training."""
     absorber = absorber or Absorber(None, None)
     recipe = getattr(getattr(base, "recipe", None), "name", None)
+    record = training_record(motion, frames, absorber_settings, absorber.tokens, compute, recipe)
+    if continued_from is not None:
+        name, previous = continued_from
+        record.update(continued_record(previous, name, motion.steps))
     return AdapterFile(base_name=base.name, base_fingerprint=base.fingerprint, temporal=lora,
-                       spatial=absorber.spatial, textual_inversion=absorber.textual_inversion,
-                       training=training_record(motion, frames, absorber_settings, absorber.tokens, compute, recipe))
+                       spatial=absorber.spatial, textual_inversion=absorber.textual_inversion, training=record)
 
 
 def train_customization(base, frames, absorber_settings: AbsorberSettings,
                         motion_settings: MotionSettings, compute: ComputeSettings = ComputeSettings(),
                         hooks: Hooks | None = None, init_lora: LoraWeights | None = None,
-                        absorber: Absorber | None = None) -> TrainResult:
+                        absorber: Absorber | None = None,
+                        continued_from: tuple[str, dict] | None = None) -> TrainResult:
     """Both stages in one run, resumable from ``hooks.checkpoint_path``; returns the adapter file
     content (T-LoRA plus the absorber, kept apart) without writing it.
 
@@ -88,7 +95,8 @@ def train_customization(base, frames, absorber_settings: AbsorberSettings,
         saved = None
     ckpt.extra_meta["absorber_losses"] = json.dumps(list(absorber.losses))
     motion = train_motion(base, clips, motion_settings, absorber, compute, hooks, init_lora, _ckpt=ckpt, _saved=saved)
-    adapter = motion_adapter(base, motion.lora, motion_settings, clips, absorber, absorber_settings, compute)
+    adapter = motion_adapter(base, motion.lora, motion_settings, clips, absorber, absorber_settings, compute,
+                             continued_from)
     if ckpt.path and os.path.exists(ckpt.path):
         os.remove(ckpt.path)  # finished: the checkpoint has served its purpose
     return TrainResult(adapter, {"absorber": list(absorber.losses), "motion": motion.losses}, motion.validation)

@@ -10,11 +10,9 @@ import os
 import numpy as np
 from comfy_api.latest import io, ui
 
-from dataclasses import replace
-
 from cav_core.absorber_training import absorber_from_file, train_absorber
 from cav_core.adapter_file import preview_path
-from cav_core.continuation import continuation_settings, continued_record
+from cav_core.continuation import continuation_settings
 from cav_core.motion_training import train_motion
 from cav_core.settings import ABSORBER_KINDS, MOTION_LOSSES, ComputeSettings, MotionSettings
 from cav_core.step_loop import Hooks
@@ -304,10 +302,8 @@ class TrainMotion(io.ComfyNode):
             trained = train_motion(base.base, clips, settings, absorber.absorber if absorber else None, compute, hooks,
                                    init_lora.temporal if init_lora else None)
             adapter = motion_adapter(base.base, trained.lora, settings, clips, absorber.absorber if absorber else None,
-                                     absorber.settings if absorber else None, compute)
-            if init_lora is not None:
-                adapter = replace(adapter, training={**adapter.training, **continued_record(
-                    init_lora.adapter.training, init_lora.name, settings.steps)})
+                                     absorber.settings if absorber else None, compute,
+                                     (init_lora.name, init_lora.adapter.training) if init_lora else None)
             motion = MotionLora(name=os.path.splitext(paths.lora_file_name(name))[0], adapter=adapter,
                                 losses={"absorber": list(absorber.absorber.losses) if absorber else [],
                                         "motion": trained.losses})
