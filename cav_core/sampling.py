@@ -18,6 +18,7 @@ from .adapter_file import TokenEmbeddings
 from .adapters import LoraWeights, applied_loras
 from .compute import autocast, default_device, on_device
 from .errors import CavError, TrainingInterrupted
+from .frames import fit_clip
 from .latents import decode_latents, encode_frames
 from .text import encode_prompts, token_embeddings_applied, with_placeholder
 
@@ -108,7 +109,7 @@ def sample_video(base, settings: SampleSettings, motion_loras: Sequence[tuple[Lo
         if reference_frames is None:
             raise CavError("a noise prior needs the reference video")
         with on_device(base.vae, device):
-            ref = encode_frames(base.vae, _fit(reference_frames, frames, width, height))
+            ref = encode_frames(base.vae, fit_clip(reference_frames, frames, width, height))
         ref = ref.permute(1, 0, 2, 3).unsqueeze(0).to(device)
         noised = scheduler.add_noise(ref, torch.randn(shape, generator=g).to(device), scheduler.timesteps[:1])
         p = settings.noise_prior
@@ -130,13 +131,4 @@ def sample_video(base, settings: SampleSettings, motion_loras: Sequence[tuple[Lo
                 on_step(i + 1, settings.steps)
     with on_device(base.vae, device):
         return decode_latents(base.vae, latents[0])
-
-
-def _fit(frames: np.ndarray, count: int, width: int, height: int) -> np.ndarray:
-    """The reference resized to the sample size and stretched/cut to ``count`` frames."""
-    from .video_io import resize_center_crop
-
-    idx = np.linspace(0, len(frames) - 1, count).round().astype(int)
-    return resize_center_crop(frames[idx], width, height)
-
 
