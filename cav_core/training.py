@@ -8,7 +8,6 @@ A run may also keep training a saved T-LoRA, with the absorber it was trained wi
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
@@ -97,6 +96,5 @@ def train_customization(base, frames, absorber_settings: AbsorberSettings,
     motion = train_motion(base, clips, motion_settings, absorber, compute, hooks, init_lora, _ckpt=ckpt, _saved=saved)
     adapter = motion_adapter(base, motion.lora, motion_settings, clips, absorber, absorber_settings, compute,
                              continued_from)
-    if ckpt.path and os.path.exists(ckpt.path):
-        os.remove(ckpt.path)  # finished: the checkpoint has served its purpose
+    ckpt.discard()
     return TrainResult(adapter, {"absorber": list(absorber.losses), "motion": motion.losses}, motion.validation)
