@@ -25,6 +25,7 @@ export const node_ids = Object.freeze({ ...shared.node_ids }); // role -> node i
 export const socket_types = Object.freeze({ ...shared.socket_types }); // role -> socket type
 export const events = Object.freeze({ ...shared.events }); // role -> websocket event name
 export const ui_keys = Object.freeze({ ...shared.ui_keys }); // role -> key of a node's ui dict
+export const routes = Object.freeze({ ...shared.routes }); // role -> the pack's other HTTP routes
 
 // The node ids of these roles (empty when the names could not be read).
 export function nodeIdsOf(...roles) {

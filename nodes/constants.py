@@ -41,6 +41,15 @@ UI_KEYS = {"stack": "cav_stack"}  # keys of the ui dicts nodes return, read by t
 
 ROUTE = "/customize_a_video/constants"  # where the frontend reads this module
 
+# role -> the pack's other routes (the frontend reads them from this module's JSON)
+ROUTES = {
+    "motion_loras": "/customize_a_video/motion_loras",  # GET: the motion-LoRA files with their info
+    "preview": "/customize_a_video/preview",  # GET ?name=FILE: a motion-LoRA file's animated preview
+    "presets": "/customize_a_video/stack_presets",  # GET: list; POST {name, rows}: save
+    "preset": "/customize_a_video/stack_presets/{name}",  # GET: one preset's rows
+}
+
 
 def as_json() -> dict:
-    return {"pack": PACK, "node_ids": NODE_IDS, "socket_types": SOCKET_TYPES, "events": EVENTS, "ui_keys": UI_KEYS}
+    return {"pack": PACK, "node_ids": NODE_IDS, "socket_types": SOCKET_TYPES, "events": EVENTS, "ui_keys": UI_KEYS,
+            "routes": ROUTES}

@@ -39,7 +39,7 @@ def test_the_frontend_has_its_files():
 def test_no_shared_name_is_hard_coded_in_js(path, constants):
     text = _source(path)
     literals = {*constants.NODE_IDS.values(), *constants.SOCKET_TYPES.values(),
-                *constants.EVENTS.values(), *constants.UI_KEYS.values()}
+                *constants.EVENTS.values(), *constants.UI_KEYS.values(), *constants.ROUTES.values()}
     found = sorted({m for m in re.findall(r"\bCAV_\w+", text)} | {v for v in literals if v in text})
     assert found == [], f"{os.path.basename(path)} names {found}: read them from ./constants.js instead"
 
@@ -53,5 +53,5 @@ def test_constants_js_reads_the_route_nodes_constants_serves(constants):
 @pytest.mark.parametrize("path", [p for p in JS_FILES if not p.endswith("constants.js")], ids=os.path.basename)
 def test_feature_files_take_the_names_from_constants_js(path):
     text = _source(path)
-    if re.search(r"\bnode_ids\b|\bevents\b|\bui_keys\b|\bnodeIdsOf\b", text):
+    if re.search(r"\bnode_ids\b|\bevents\b|\bui_keys\b|\broutes\b|\bnodeIdsOf\b", text):
         assert 'from "./constants.js"' in text
