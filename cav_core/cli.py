@@ -68,16 +68,20 @@ def cmd_inspect(args) -> None:
 
 
 def cmd_merge(args) -> None:
-    """Merge constant strengths only: a stack whose strengths change while sampling is no one LoRA."""
+    """Merge constant strengths only: a stack whose strengths change while sampling is no one LoRA.
+    The merged file's preview shows its sources' previews side by side (none when none has one)."""
     from .adapter_file import load_adapter_file, save_adapter_file
     from .lora_merge import merge_adapters
+    from .motion_preview import merged_preview, read_preview, write_preview
 
     check_adapter_out(args.out)
-    sources = []
+    sources, previews = [], []
     for path, weight in [lora_arg(text) for text in args.loras]:
         sources.append((os.path.basename(path), load_adapter_file(path), weight))
+        previews.append(read_preview(path))
     merged = merge_adapters(sources, args.max_rank)
     save_adapter_file(args.out, merged)
+    write_preview(args.out, merged_preview(previews))
     print(args.out)
     if args.max_rank is not None:
         print(f"relative error of the rank-{merged.temporal.rank} merge: {merged.training['relative_error']:.6g}",
@@ -153,7 +157,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--checkpoint-every", type=int, default=50)
     t.add_argument("--validate-every", type=int, default=0, metavar="N",
                    help="every N T-LoRA steps, sample each --validation-prompt with the LoRA so far (no absorber, "
-                        "as at inference); the last sample becomes the file's preview, OUT with .webp (default 0: never)")
+                        "as at inference); the last sample is shown in the file's preview (default 0: never)")
     t.add_argument("--validation-prompt", action="append", default=[],
                    help="prompt of a validation sample, repeatable (default: the new appearances the base's "
                         "recipe names, else the first --prompt)")
@@ -161,7 +165,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: cuda when available)")
     t.add_argument("--mixed-precision", default="no", choices=["no", "bf16", "fp16"])
     t.add_argument("--gradient-checkpointing", action="store_true")
-    t.add_argument("--out", required=True, help="adapter file to write (.safetensors)")
+    t.add_argument("--out", required=True, help="adapter file to write (.safetensors); its animated preview (the "
+                                                "reference, and the last validation sample) goes beside it as .webp")
     t.add_argument("--quiet", action="store_true")
     t.set_defaults(func=cmd_train)
 
@@ -196,7 +201,8 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Merge constant strengths only; the merged file samples as the stack does.")
     m.add_argument("loras", nargs="+", metavar="FILE[:WEIGHT]", help="adapter files with their weights")
     m.add_argument("--max-rank", type=int, help="cut each layer to this rank by SVD (prints the error it made)")
-    m.add_argument("--out", required=True, help="adapter file to write (.safetensors)")
+    m.add_argument("--out", required=True, help="adapter file to write (.safetensors); the sources' previews, "
+                                                "side by side, go beside it as .webp")
     m.set_defaults(func=cmd_merge)
 
     im = sub.add_parser("import", help="convert a MotionDirector temporal LoRA (.pt or .safetensors)")

@@ -42,12 +42,12 @@ def _continued(args, base):
 def cmd_train(args) -> None:
 
     from .absorber_training import absorber_from_file
-    from .adapter_file import preview_path, save_adapter_file
+    from .adapter_file import save_adapter_file
     from .base_model import load_base
+    from .motion_preview import write_preview
     from .settings import ComputeSettings
     from .step_loop import Hooks
     from .training import train_customization
-    from .video_io import write_video
 
     check_adapter_out(args.out, "" if args.resume else ".ckpt")
     if args.resume and not os.path.isfile(args.resume):
@@ -92,11 +92,9 @@ def cmd_train(args) -> None:
     result = train_customization(base, clips, absorber, motion, compute, hooks,
                                  init_lora=init.temporal if init else None, absorber=reused,
                                  continued_from=(args.init_lora, init.training) if init else None)
-    adapter = result.adapter
-    save_adapter_file(args.out, adapter)
-    if result.validation is not None:
-        sample = write_video(preview_path(args.out), result.validation,
-                             base.default_fps)
-        if not args.quiet:
-            print(f"last validation sample, the file's preview: {sample}", file=sys.stderr)
+    save_adapter_file(args.out, result.adapter)
+    preview = write_preview(args.out, result.preview(base.default_fps))
+    if not args.quiet:
+        shows = "the reference and the last validation sample" if result.validation is not None else "the reference"
+        print(f"preview ({shows}): {preview}", file=sys.stderr)
     print(args.out)

@@ -16,6 +16,7 @@ import numpy as np
 
 from .adapter_file import save_adapter_file
 from .base_model import load_base
+from .motion_preview import training_preview, write_preview
 from .plots import loss_curve_image, side_by_side
 from .sampling import SampleSettings, sample_video
 from .shapes_world.measure import read_clip, velocity_similarity
@@ -83,6 +84,8 @@ def run_demo(out: str, quick: bool = False, quiet: bool = False, seed: int = 0) 
         })
         columns += [without, with_lora]
         labels += ["base", "T-LoRA"]
+        if i == 0:  # the file's preview: the reference beside the motion with a new caption
+            write_preview(lora_path, training_preview(reference.frames, with_lora, base.default_fps, prompt))
     comparison = side_by_side(columns, labels)
     write_video(os.path.join(out, "comparison.gif"), comparison, base.default_fps)
     write_video(os.path.join(out, "comparison.mp4"), comparison, base.default_fps)

@@ -23,6 +23,7 @@ from .diffusion import clean_estimate, debiased_loss, diffusion_target, noise_sc
 from .errors import CavError
 from .frames import Clip, run_identity, tensor_digest, training_clips
 from .latents import decode_latents, encode_frames
+from .motion_preview import MotionPreview, training_preview
 from .settings import ComputeSettings, MotionSettings
 from .step_loop import Hooks, run_steps
 from .text import encode_prompts, motion_caption, token_embeddings_applied
@@ -33,13 +34,17 @@ MOTION_ADAPTER = "cav_motion"
 
 class MotionResult(tuple):
     """What :func:`train_motion` returns: unpacks as ``(lora, losses)``; ``validation`` is the last
-    validation clip (float [F, H, W, 3]) or None when validation was off."""
+    validation clip (float [F, H, W, 3]) or None when validation was off, ``validation_prompt`` its
+    prompt, ``reference`` the first clip's frames as trained (uint8 [F, H, W, 3])."""
 
     validation: np.ndarray | None
+    validation_prompt: str
+    reference: np.ndarray | None
 
-    def __new__(cls, lora: LoraWeights, losses: list[float], validation: np.ndarray | None = None):
+    def __new__(cls, lora: LoraWeights, losses: list[float], validation: np.ndarray | None = None,
+                validation_prompt: str = "", reference: np.ndarray | None = None):
         result = super().__new__(cls, (lora, losses))
-        result.validation = validation
+        result.validation, result.validation_prompt, result.reference = validation, validation_prompt, reference
         return result
 
     @property
@@ -49,6 +54,10 @@ class MotionResult(tuple):
     @property
     def losses(self) -> list[float]:
         return self[1]
+
+    def preview(self, fps: float) -> MotionPreview:
+        """The saved file's animated preview: the reference as trained, beside the last validation sample."""
+        return training_preview(self.reference, self.validation, fps, self.validation_prompt)
 
 
 def motion_clips(base, clips, settings: MotionSettings) -> tuple[list[Clip], MotionSettings]:
@@ -168,4 +177,5 @@ def train_motion(base, clips, settings: MotionSettings, absorber: Absorber | Non
         lora = current_lora()
     if standalone:
         ckpt.discard()
-    return MotionResult(lora, losses, validation.last if validation else None)
+    return MotionResult(lora, losses, validation.last if validation else None,
+                        validation.last_prompt if validation else "", clips[0].frames)

@@ -18,6 +18,7 @@ from .adapters import LoraWeights
 from .checkpoint import RunCheckpoint
 from .continuation import continued_record
 from .frames import as_clips, run_identity, tensor_digest
+from .motion_preview import MotionPreview, training_preview
 from .motion_training import motion_clips, train_motion
 from .settings import AbsorberSettings, ComputeSettings, MotionSettings
 from .step_loop import Hooks
@@ -28,6 +29,12 @@ class TrainResult:
     adapter: AdapterFile
     losses: dict = field(default_factory=dict)
     validation: np.ndarray | None = None  # the last validation clip, float [F, H, W, 3] (Hooks.validate_every)
+    validation_prompt: str = ""  # its prompt
+    reference: np.ndarray | None = None  # the first clip's frames as trained, uint8 [F, H, W, 3]
+
+    def preview(self, fps: float) -> MotionPreview:
+        """The saved file's animated preview: the reference as trained, beside the last validation sample."""
+        return training_preview(self.reference, self.validation, fps, self.validation_prompt)
 
 
 def training_record(motion: MotionSettings, frames, absorber: AbsorberSettings | None,
@@ -97,4 +104,5 @@ def train_customization(base, frames, absorber_settings: AbsorberSettings,
     adapter = motion_adapter(base, motion.lora, motion_settings, clips, absorber, absorber_settings, compute,
                              continued_from)
     ckpt.discard()
-    return TrainResult(adapter, {"absorber": list(absorber.losses), "motion": motion.losses}, motion.validation)
+    return TrainResult(adapter, {"absorber": list(absorber.losses), "motion": motion.losses}, motion.validation,
+                       motion.validation_prompt, motion.reference)

@@ -40,7 +40,7 @@ def adapters_switched_off(unet: torch.nn.Module) -> Iterator[None]:
 
 
 class Validation:
-    """The ``validate(step)`` of a T-LoRA run; ``last`` is the latest clip sampled."""
+    """The ``validate(step)`` of a T-LoRA run; ``last`` is the latest clip sampled, ``last_prompt`` its prompt."""
 
     def __init__(self, base, hooks: Hooks, clips: Sequence[Clip], seed: int, compute: ComputeSettings,
                  current_lora: Callable[[], LoraWeights]):
@@ -56,6 +56,7 @@ class Validation:
         for settings in self.settings:
             settings.validate()
         self.last: np.ndarray | None = None
+        self.last_prompt = ""
 
     def __call__(self, step: int) -> None:
         lora = self.current_lora()
@@ -64,6 +65,6 @@ class Validation:
             for settings in self.settings:
                 frames = sample_video(self.base, settings, [(lora, 1.0)], device=self.compute.torch_device,
                                       mixed_precision=self.compute.mixed_precision)
-                self.last = frames
+                self.last, self.last_prompt = frames, settings.prompt
                 if self.hooks.on_validation:
                     self.hooks.on_validation(step, settings.prompt, frames)

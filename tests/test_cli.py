@@ -3,6 +3,7 @@ import os
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 import torch
 
@@ -27,6 +28,9 @@ def test_train_inspect_sample(tiny_base_dir, clip_file, tmp_path, capsys):
     lora = tmp_path / "motion.safetensors"
     assert _train(tiny_base_dir, clip_file, lora) == 0
     assert lora.exists() and not (tmp_path / "motion.safetensors.ckpt").exists()
+    # always a preview beside it: without validation samples, the reference as trained (16 px at 96 px)
+    preview = read_video(tmp_path / "motion.webp").frames
+    assert preview.shape == (6, 96, 96, 3) and not np.array_equal(preview[0], preview[-1])
     capsys.readouterr()
     assert main(["inspect", str(lora)]) == 0
     info = json.loads(capsys.readouterr().out)
@@ -318,8 +322,30 @@ def test_init_lora_continues_the_file_and_refuses_another_base(tiny_base_dir, cl
     assert not (tmp_path / "x.safetensors").exists()
 
 
-def test_validate_every_writes_the_last_sample(tiny_base_dir, clip_file, tmp_path):
+def test_validate_every_shows_the_last_sample_beside_the_reference_in_the_preview(tiny_base_dir, clip_file,
+                                                                                  clip_frames, tmp_path):
     out = tmp_path / "validated.safetensors"
     assert _train(tiny_base_dir, clip_file, out, "--validate-every", "1", "--validation-steps", "1",
                   "--validation-prompt", "a blue circle") == 0
-    assert read_video(tmp_path / "validated.webp").frames.shape == (6, 16, 16, 3)  # the file's preview
+    preview = read_video(tmp_path / "validated.webp").frames
+    assert preview.shape == (6, 12 + 96, 96 + 2 + 96, 3)  # a label row, the reference, the sample
+    reference = preview[:, 12:, :96].astype(int)
+    assert abs(reference.mean() - clip_frames.astype(int).mean()) < 8  # the clip it was given, enlarged
+    assert os.path.getsize(tmp_path / "validated.webp") < 60_000
+
+
+def test_merge_preview_puts_the_sources_previews_side_by_side(tiny_base, tmp_path, clip_frames):
+    from cav_core.motion_preview import training_preview, write_preview
+
+    a = _adapter_file(tmp_path / "a.safetensors", tiny_base, 1)
+    b = _adapter_file(tmp_path / "b.safetensors", tiny_base, 2)
+    assert main(["merge", a, b, "--out", str(tmp_path / "none.safetensors")]) == 0
+    assert not (tmp_path / "none.webp").exists()  # no source has one
+    write_preview(a, training_preview(clip_frames, fps=8.0))
+    assert main(["merge", a, b, "--out", str(tmp_path / "one.safetensors")]) == 0
+    assert read_video(tmp_path / "one.webp").frames.shape == (6, 96, 96, 3)
+    write_preview(b, training_preview(clip_frames[::-1], fps=8.0))
+    assert main(["merge", a, b, "--out", str(tmp_path / "one.safetensors")]) == 0  # replaced, preview too
+    both = read_video(tmp_path / "one.webp").frames
+    assert both.shape == (6, 96, 96 + 2 + 96, 3)
+    assert np.abs(both[0, :, :96].astype(int) - both[-1, :, 98:].astype(int)).mean() < 8  # b runs backwards

@@ -36,7 +36,7 @@ def test_demo_runs_end_to_end_in_quick_mode(tmp_path):
     from cav_core.demo import run_demo
 
     report = run_demo(str(tmp_path), quick=True, quiet=True)
-    for name in ("reference.mp4", "reference.gif", "zigzag_motion.safetensors", "loss.png",
+    for name in ("reference.mp4", "reference.gif", "zigzag_motion.safetensors", "zigzag_motion.webp", "loss.png",
                  "comparison.gif", "comparison.mp4", "sample_0.mp4", "sample_0.gif", "report.json"):
         assert (tmp_path / name).exists(), name
     assert len(report["samples"]) == 3

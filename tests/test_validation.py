@@ -17,7 +17,8 @@ def test_validation_samples_at_its_steps_and_leaves_training_bit_identical(tiny_
                                                                           lr=1e-2))
     settings = MotionSettings(prompt="a red square moving right", steps=4, lr=1e-2)
     plain = train_motion(tiny_base, clip_frames, settings, absorber)
-    assert plain.validation is None
+    assert plain.validation is None and np.array_equal(plain.reference, clip_frames)
+    assert plain.preview(8.0).frames.shape == (6, 96, 96, 3)  # the reference alone
     before = _snapshot(tiny_base.unet)
     calls, progress = [], []
     hooks = Hooks(validate_every=2, validation_steps=2, on_progress=progress.append,
@@ -50,6 +51,9 @@ def test_validation_prompts_and_the_result_of_both_stages(tiny_base, clip_frames
                                  MotionSettings(prompt="a red square moving right", steps=3), hooks=hooks)
     assert calls == [(3, prompts[0]), (3, prompts[1])]
     assert result.validation.shape == (6, 16, 16, 3)
+    # what the file's preview shows: the reference as trained beside the last sample, labelled by its prompt
+    assert result.validation_prompt == prompts[1] and np.array_equal(result.reference, clip_frames)
+    assert result.preview(8.0).frames.shape == (6, 12 + 96, 96 + 2 + 96, 3)
     assert train_customization(tiny_base, clip_frames, AbsorberSettings(kind="none"),
                                MotionSettings(prompt="x", steps=1)).validation is None
     with pytest.raises(CavError, match="steps must be >= 1"):
