@@ -6,6 +6,7 @@ import os
 import folder_paths
 
 from cav_core.adapter_file import AdapterFile, save_adapter_file
+from cav_core.motion_preview import MotionPreview, write_preview
 
 from . import paths
 
@@ -41,12 +42,14 @@ def save_folder() -> str:
     return motion_lora_folders()[0]
 
 
-def save_motion_lora(adapter: AdapterFile, name: str, overwrite: bool) -> str:
-    """Write ``adapter`` atomically into the first motion-LoRA folder; return its list name."""
+def save_motion_lora(adapter: AdapterFile, name: str, overwrite: bool, preview: MotionPreview | None) -> str:
+    """Write ``adapter`` and its ``preview`` (None: none) atomically into the first motion-LoRA
+    folder; return its list name."""
     folder = save_folder()
     os.makedirs(folder, exist_ok=True)
     path = paths.save_path(folder, name, overwrite)
     save_adapter_file(path, adapter)
+    write_preview(path, preview)
     return os.path.relpath(path, folder).replace(os.sep, "/")
 
 

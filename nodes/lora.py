@@ -6,6 +6,7 @@ import os
 
 from comfy_api.latest import io, ui
 
+from cav_core.motion_preview import read_preview
 from cav_core.motiondirector_import import is_motiondirector_file, load_motion_file
 
 from .constants import NODE_IDS, UI_KEYS
@@ -30,16 +31,18 @@ _converted: dict[tuple, MotionLora] = {}  # MotionDirector files converted for a
 
 
 def read_motion_lora(file_name: str, base: LoadedBase | None = None) -> MotionLora:
-    """A motion-LoRA file of the folders; a MotionDirector LoRA is converted for ``base`` once per
-    file version and base. Call inside ``host.engine_call()`` (tensors must not be inference tensors)."""
+    """A motion-LoRA file of the folders, with its preview file when it has one; a MotionDirector LoRA
+    is converted for ``base`` once per file version and base. Call inside ``host.engine_call()``
+    (tensors must not be inference tensors)."""
     path = folders.motion_lora_path(file_name)
     name = os.path.splitext(os.path.basename(path))[0]
     if not is_motiondirector_file(path):
-        return MotionLora(name=name, adapter=load_motion_file(path))
+        return MotionLora(name=name, adapter=load_motion_file(path), preview=read_preview(path))
     key = (folders.file_fingerprint(folders.motion_lora_path, file_name), base.fingerprint if base else None)
     if key not in _converted:
         _converted.clear()  # one conversion kept: they are small, but a folder may hold many
-        _converted[key] = MotionLora(name=name, adapter=load_motion_file(path, base.base if base else None))
+        _converted[key] = MotionLora(name=name, adapter=load_motion_file(path, base.base if base else None),
+                                     preview=read_preview(path))
     return _converted[key]
 
 
@@ -132,7 +135,8 @@ class SaveMotionLora(io.ComfyNode):
             display_name=types.display_name("Save Motion LoRA"),
             category=types.CATEGORY,
             description="Writes a motion LoRA (safetensors with metadata; the absorber it was trained with is "
-                        "kept apart in the same file) to models/cav_motion_loras.",
+                        "kept apart in the same file) to models/cav_motion_loras, with its animated preview "
+                        "beside it (same name, .webp) when it has one.",
             inputs=[
                 types.MotionLora.Input("motion_lora", tooltip="The motion LoRA to save."),
                 io.String.Input("name", default="my_motion",
@@ -148,7 +152,7 @@ class SaveMotionLora(io.ComfyNode):
     @classmethod
     def execute(cls, motion_lora: MotionLora, name: str, overwrite: bool) -> io.NodeOutput:
         with host.engine_call():
-            saved = folders.save_motion_lora(motion_lora.adapter, name, overwrite)
+            saved = folders.save_motion_lora(motion_lora.adapter, name, overwrite, motion_lora.preview)
         return io.NodeOutput(saved, ui=ui.PreviewText(f"saved {saved} in {folders.save_folder()}"))
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 from comfy_api.latest import io, ui
 
 from cav_core.lora_merge import merge_adapters
+from cav_core.motion_preview import merged_preview
 
 from . import folders, host, types
 from .constants import NODE_IDS
@@ -20,7 +21,7 @@ class MergeMotionLoras(io.ComfyNode):
             description="Turns a weighted stack into one motion LoRA: their ranks are concatenated, so sampling "
                         "with the result equals sampling with the stack. Optionally cut to a maximum rank "
                         "(truncated SVD; the node reports the error that adds). The file records its sources "
-                        "and weights.",
+                        "and weights; its preview shows the sources' previews side by side.",
             inputs=[
                 types.MotionLoraStack.Input("stack", tooltip="The weighted motion LoRAs (Load Motion LoRA, Motion "
                                                              "LoRA Stack) to merge, at their strengths."),
@@ -44,8 +45,9 @@ class MergeMotionLoras(io.ComfyNode):
     def execute(cls, stack: MotionLoraStack, name: str, max_rank: int, save: bool) -> io.NodeOutput:
         with host.engine_call():
             adapter = merge_adapters([(e.name, e.adapter, e.strength) for e in stack.entries], max_rank or None)
-            motion = MotionLora(name=name.strip() or "merged_motion", adapter=adapter)
-            saved = folders.save_motion_lora(adapter, motion.name, overwrite=False) if save else ""
+            motion = MotionLora(name=name.strip() or "merged_motion", adapter=adapter,
+                                preview=merged_preview([e.preview for e in stack.entries]))
+            saved = folders.save_motion_lora(adapter, motion.name, False, motion.preview) if save else ""
         error = adapter.training["relative_error"]
         text = (f"merged {len(stack.entries)} motion LoRAs into rank {adapter.temporal.rank}"
                 + (f", relative error {error:.2%}" if max_rank else " (exact)") + (f"; saved as {saved}" if saved else ""))

@@ -11,13 +11,11 @@ import numpy as np
 from comfy_api.latest import io, ui
 
 from cav_core.absorber_training import absorber_from_file, train_absorber
-from cav_core.adapter_file import preview_path
 from cav_core.continuation import continuation_settings
 from cav_core.motion_training import train_motion
 from cav_core.settings import ABSORBER_KINDS, MOTION_LOSSES, ComputeSettings, MotionSettings
 from cav_core.step_loop import Hooks
 from cav_core.training import motion_adapter
-from cav_core.video_io import write_video
 
 from . import folders, host, paths, types
 from .constants import NODE_IDS
@@ -184,8 +182,8 @@ def motion_inputs(switch, later_inputs: bool = True) -> list:
                         tooltip="Name of the motion LoRA (also its file name when saved; reduced to a safe file "
                                 "name)."),
         io.Boolean.Input("save", default=False,
-                         tooltip="Save the finished LoRA (with its absorber kept apart) to models/cav_motion_loras; "
-                                 "an existing name gets a number added."),
+                         tooltip="Save the finished LoRA (with its absorber kept apart) to models/cav_motion_loras, "
+                                 "with an animated preview beside it; an existing name gets a number added."),
         io.Int.Input("preview_every", default=25, min=0, max=10000,
                      tooltip="Show the predicted middle frame on the node every N steps (0 = never)."),
         io.Combo.Input("loss", options=[AUTO, *MOTION_LOSSES], default=AUTO,
@@ -220,8 +218,8 @@ def motion_inputs(switch, later_inputs: bool = True) -> list:
                              "the node (0 = never). Each costs a short sampling run."),
         io.String.Input("validation_prompts", multiline=True, default="", optional=True,
                         tooltip="One prompt per line, best a new subject or scene (empty: the new appearances "
-                                "the base's recipe names, else the reference's caption). The last sample becomes "
-                                "the saved file's preview."),
+                                "the base's recipe names, else the reference's caption). The last sample is shown "
+                                "beside the reference in the saved file's preview."),
     ]
 
 
@@ -306,10 +304,8 @@ class TrainMotion(io.ComfyNode):
                                      (init_lora.name, init_lora.adapter.training) if init_lora else None)
             motion = MotionLora(name=os.path.splitext(paths.lora_file_name(name))[0], adapter=adapter,
                                 losses={"absorber": list(absorber.absorber.losses) if absorber else [],
-                                        "motion": trained.losses})
-            saved = folders.save_motion_lora(motion.adapter, name, overwrite=False) if save else ""
-            if saved and trained.validation is not None:
-                write_video(preview_path(folders.motion_lora_path(saved)), trained.validation, base.base.default_fps)
+                                        "motion": trained.losses}, preview=trained.preview(base.base.default_fps))
+            saved = folders.save_motion_lora(motion.adapter, name, False, motion.preview) if save else ""
         host.settle()
         graph = loss_graph({"motion": trained.losses}, host.intermediate_device())
         text = (f"motion LoRA '{motion.name}' ({base.base.recipe.name} recipe): {settings.steps} steps, "

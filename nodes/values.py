@@ -12,6 +12,7 @@ from cav_core.adapter_file import AdapterFile, TokenEmbeddings
 from cav_core.adapters import LoraWeights, check_weight
 from cav_core.base_model import check_same_base as engine_check_same_base
 from cav_core.errors import CavError
+from cav_core.motion_preview import MotionPreview
 from cav_core.sampling import Appearance
 from cav_core.absorber_training import Absorber
 from cav_core.settings import AbsorberSettings
@@ -60,12 +61,14 @@ class MotionLora:
 
     ``adapter`` keeps the absorber it was trained with apart from the motion (spatial LoRA and
     textual inversion under their own keys), exactly as the adapter file stores it; sampling only
-    ever takes ``adapter.temporal``.
+    ever takes ``adapter.temporal``. ``preview`` is what saving it writes beside the file: made by
+    training or a merge, or the file's own preview when it was read from one.
     """
 
     name: str
     adapter: AdapterFile
     losses: dict = field(default_factory=dict)
+    preview: MotionPreview | None = None
 
     def __post_init__(self):
         if self.adapter.temporal is None:
@@ -92,6 +95,7 @@ class StackEntry:
     base_name: str
     base_fingerprint: str
     adapter: AdapterFile | None = None  # the whole file, for merging (it records its sources)
+    preview: MotionPreview | None = None  # shown in a merged file's preview
 
 
 @dataclass(frozen=True, eq=False)
@@ -102,7 +106,7 @@ class MotionLoraStack:
 
     def plus(self, motion: MotionLora, strength: float) -> MotionLoraStack:
         entry = StackEntry(motion.name, motion.temporal, check_weight(strength, f"strength of '{motion.name}'"),
-                           motion.adapter.base_name, motion.adapter.base_fingerprint, motion.adapter)
+                           motion.adapter.base_name, motion.adapter.base_fingerprint, motion.adapter, motion.preview)
         return MotionLoraStack(self.entries + (entry,))
 
     def weighted(self) -> list[tuple[LoraWeights, float]]:

@@ -12,6 +12,8 @@ import numpy as np
 import pytest
 import torch
 
+from cav_core.video_io import read_video
+
 from .cav_test_helpers import TINY, TOY_MODEL_DIR, run
 
 REFERENCE = dict(video="zigzag.mp4 [bundled]", max_frames=8, skip_first=0, every_nth=1, target_fps=0.0,
@@ -64,7 +66,9 @@ def test_one_shot_chain_trains_saves_loads_and_samples(nodes, chain, host_dirs, 
     assert absorber.kind == "dual" and absorber_graph.shape == (1, 256, 512, 3)
     motion, _, saved = run(nodes["CAV_TrainMotion"], base=base, reference=frames, absorber=absorber,
                                **{**MOTION, "save": True, "name": "../zig zag"}).result
-    assert saved == "zig zag.safetensors" and os.listdir(host_dirs.loras) == [saved]
+    assert saved == "zig zag.safetensors"
+    assert sorted(os.listdir(host_dirs.loras)) == [saved, "zig zag.webp"]  # its preview: the reference
+    assert read_video(os.path.join(host_dirs.loras, "zig zag.webp")).frames.shape == (8, 96, 96, 3)
     assert motion.adapter.kinds == ["temporal", "spatial", "textual_inversion"]
     comfy.folder_paths.filename_list_cache.clear()
     stack, from_file = run(nodes["CAV_LoadMotionLora"], lora_name=saved, strength=0.7).result
@@ -176,7 +180,10 @@ def test_merge_node_reproduces_the_stack_and_saves_one_file(nodes, chain, host_d
                 strength_3=1.0).result[0]
     out = run(nodes["CAV_MergeMotionLoras"], stack=stack, name="mix", max_rank=0, save=True)
     merged, saved = out.result
-    assert saved == "mix.safetensors" and os.listdir(host_dirs.loras) == [saved] and "exact" in out.ui.value
+    assert saved == "mix.safetensors" and "exact" in out.ui.value
+    assert sorted(os.listdir(host_dirs.loras)) == [saved, "mix.webp"]
+    # both trained references (no validation), side by side
+    assert read_video(os.path.join(host_dirs.loras, "mix.webp")).frames.shape == (8, 96, 96 + 2 + 96, 3)
     assert merged.temporal.rank == a.temporal.rank + b.temporal.rank
     assert [s["weight"] for s in merged.adapter.training["merged_from"]] == [0.6, -0.4]
     one = run(nodes["CAV_MotionLoraStack"], motion_lora_1=merged, strength_1=1.0, strength_2=1.0,
@@ -252,6 +259,8 @@ def test_motion_node_shows_validation_samples_and_saves_the_last_as_preview(node
               **{**MOTION, "save": True, "name": "validated"})
     assert out.ui["animated"] == (True,) and len(out.ui["images"]) == 1
     assert sorted(os.listdir(host_dirs.loras)) == ["validated.safetensors", "validated.webp"]
+    preview = read_video(os.path.join(host_dirs.loras, "validated.webp")).frames
+    assert preview.shape == (8, 12 + 96, 96 + 2 + 96, 3)  # labels; the reference beside the last sample
 
 
 def test_an_interrupted_node_training_resumes_from_its_checkpoint(nodes, chain, comfy, host_dirs, monkeypatch):
@@ -324,7 +333,7 @@ def test_interrupt_becomes_comfy_interrupt_and_writes_nothing(nodes, chain, comf
     assert not comfy.mm.processing_interrupted()  # cleared, the next prompt is not interrupted
     assert not any(hasattr(m, "lora_A") for m in base.base.unet.modules())  # base left clean
     run(nodes["CAV_TrainMotion"], base=base, reference=frames, **{**MOTION, "save": True})
-    assert os.listdir(host_dirs.loras) == ["zigzag.safetensors"]
+    assert sorted(os.listdir(host_dirs.loras)) == ["zigzag.safetensors", "zigzag.webp"]
 
 
 def test_engine_errors_are_plain_node_errors_with_the_message(nodes, chain):
@@ -401,7 +410,7 @@ def test_save_node_sanitizes_and_numbers_names(nodes, chain, host_dirs):
     assert run(save, motion_lora=motion, name="../../a/b", overwrite=False).result[0] == "b.safetensors"
     assert run(save, motion_lora=motion, name="b", overwrite=False).result[0] == "b_00001.safetensors"
     assert run(save, motion_lora=motion, name="b.safetensors", overwrite=True).result[0] == "b.safetensors"
-    assert sorted(os.listdir(host_dirs.loras)) == ["b.safetensors", "b_00001.safetensors"]
+    assert sorted(os.listdir(host_dirs.loras)) == ["b.safetensors", "b.webp", "b_00001.safetensors", "b_00001.webp"]
     info = run(nodes["CAV_InspectMotionLora"], motion_lora=motion).result[0]
     assert '"kinds": [\n  "temporal"\n ]' in info and '"prompt": "a red square moving"' in info
 
@@ -438,3 +447,21 @@ def test_auto_precision_is_comfyuis_choice_for_each_module(nodes, comfy, monkeyp
     assert {p.dtype for p in base.base.text_encoder.parameters()} == {torch.bfloat16}
     assert {p.dtype for p in base.base.vae.parameters()} == {torch.float32}
     assert asked["unet"][0] == comfy.mm.get_torch_device() and torch.float32 in asked["unet"][1]
+
+
+def test_save_keeps_a_loaded_files_preview_and_a_file_without_one_leaves_none(nodes, chain, host_dirs, comfy):
+    base, frames = chain
+    run(nodes["CAV_TrainMotion"], base=base, reference=frames, **{**MOTION, "save": True, "name": "first"})
+    comfy.folder_paths.filename_list_cache.clear()
+    loaded = run(nodes["CAV_LoadMotionLora"], lora_name="first.safetensors", strength=1.0).result[1]
+    assert run(nodes["CAV_SaveMotionLora"], motion_lora=loaded, name="again", overwrite=False).result[0] == \
+        "again.safetensors"
+    folder = host_dirs.loras
+    with open(os.path.join(folder, "first.webp"), "rb") as a, open(os.path.join(folder, "again.webp"), "rb") as b:
+        assert a.read() == b.read()  # carried along byte for byte
+    os.remove(os.path.join(folder, "first.webp"))
+    comfy.folder_paths.filename_list_cache.clear()
+    bare = run(nodes["CAV_LoadMotionLora"], lora_name="first.safetensors", strength=1.0).result[1]
+    assert bare.preview is None
+    run(nodes["CAV_SaveMotionLora"], motion_lora=bare, name="again", overwrite=True)
+    assert sorted(os.listdir(folder)) == ["again.safetensors", "first.safetensors"]  # no stale preview left

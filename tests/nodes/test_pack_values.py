@@ -96,3 +96,12 @@ def test_a_non_finite_strength_is_refused_where_it_is_set(values, strength):
         values.MotionLoraStack().plus(motion(values), strength)
     with pytest.raises(CavError, match="finite number"):
         values.choose_appearance(None, motion(values, spatial=lora(SPATIAL)), True, True, float(strength))
+
+
+def test_a_stack_entry_carries_its_lora_s_preview_for_a_merge(values):
+    from cav_core.motion_preview import MotionPreview
+
+    preview = MotionPreview(data=b"RIFF")
+    with_preview = values.MotionLora("a", motion(values).adapter, preview=preview)
+    stack = values.MotionLoraStack().plus(with_preview, 1.0).plus(motion(values, "b"), 0.5)
+    assert stack.entries[0].preview is preview and stack.entries[1].preview is None
