@@ -3,13 +3,14 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from . import constants
+from . import constants, lora_listing
 
 _registered = False
 
 
 def register() -> None:
-    """Serve ``constants`` to the frontend (once per server; nothing to do without a server)."""
+    """Serve ``constants`` and the motion-LoRA routes to the frontend (once per server; nothing to do
+    without a server)."""
     global _registered
     from server import PromptServer
 
@@ -19,5 +20,7 @@ def register() -> None:
     @PromptServer.instance.routes.get(constants.ROUTE)
     async def shared_constants(request: web.Request) -> web.Response:
         return web.json_response(constants.as_json())
+
+    lora_listing.add_routes(PromptServer.instance.routes)
 
     _registered = True

@@ -44,7 +44,7 @@ def test_two_clips_save_merge_stack_sample(host):
     assert_success(host, entry)
     files = os.listdir(host.dirs["loras"])
     assert {"host_two_clips.safetensors", "host_two_clips.webp", "host_one_clip.safetensors",
-            "host_merged.safetensors"} <= set(files)
+            "host_one_clip.webp", "host_merged.safetensors", "host_merged.webp"} <= set(files)  # each with its preview
     assert entry["outputs"]["5"]["animated"] == [True]  # the validation sample, animated on the node
     from cav_core import load_adapter_file
 
