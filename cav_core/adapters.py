@@ -156,9 +156,47 @@ def remove_adapters(unet: torch.nn.Module) -> None:
 
 
 @contextlib.contextmanager
+def restored_weights(unet: torch.nn.Module,
+                     targets: Sequence[str]) -> Iterator[dict[str, tuple[torch.Tensor, torch.Tensor]]]:
+    """For the block, ``{target: (its weight, an exact copy of it)}``; on exit every copy is put back.
+
+    Whatever the block adds into those weights, the base leaves it bit for bit as it entered
+    (peft's own unmerge subtracts, which is not exact).
+    """
+    modules = dict(unet.named_modules())
+    weights = {t: (modules[t].weight, modules[t].weight.detach().clone()) for t in sorted(set(targets))}
+    try:
+        yield weights
+    finally:
+        with torch.no_grad():
+            for weight, saved in weights.values():
+                weight.copy_(saved)
+
+
+@contextlib.contextmanager
+def loaded_loras(unet: torch.nn.Module, loras: Sequence[LoraWeights]) -> Iterator[list[str]]:
+    """Every LoRA as an active peft adapter for the block (strength 1; see :func:`set_strength`); yields
+    their adapter names. On exit the peft layers are removed, leaving the original modules."""
+    names = [f"cav_apply_{i}" for i in range(len(loras))]
+    try:
+        for name, lora in zip(names, loras):
+            load_lora(unet, name, lora)
+        activate(unet, names)
+        yield names
+    finally:
+        remove_adapters(unet)
+
+
+def add_delta(weight: torch.Tensor, delta: torch.Tensor, strength: float) -> None:
+    """Add ``strength`` x ``delta`` (fp32) into ``weight``, rounding once to its dtype."""
+    with torch.no_grad():
+        weight.add_((delta * strength).to(weight.device, weight.dtype))
+
+
+@contextlib.contextmanager
 def applied_loras(unet: torch.nn.Module, loras: Sequence[tuple[LoraWeights, float]],
                   fuse: bool = True) -> Iterator[None]:
-    """Apply weighted LoRAs for the duration of the block.
+    """Apply weighted LoRAs at constant strengths for the duration of the block.
 
     fuse=True adds every weighted delta into the base weights (no per-step LoRA cost) and on exit
     copies the saved originals back, so the base is restored bit for bit. fuse=False keeps peft
@@ -171,27 +209,13 @@ def applied_loras(unet: torch.nn.Module, loras: Sequence[tuple[LoraWeights, floa
         check_lora_fits(unet, lora)
         check_weight(strength, f"LoRA {i + 1} of {len(loras)}")
     if fuse:
-        modules = dict(unet.named_modules())
-        targets = sorted({t for lora, _ in loras for t in lora.targets})
-        saved = {t: modules[t].weight.detach().clone() for t in targets}
-        try:
-            with torch.no_grad():
-                for lora, strength in loras:
-                    for t in lora.targets:
-                        w = modules[t].weight
-                        w.add_((lora.delta(t) * strength).to(w.device, w.dtype))
+        with restored_weights(unet, [t for lora, _ in loras for t in lora.targets]) as weights:
+            for lora, strength in loras:
+                for t in lora.targets:
+                    add_delta(weights[t][0], lora.delta(t), strength)
             yield
-        finally:
-            with torch.no_grad():
-                for t, w in saved.items():
-                    modules[t].weight.copy_(w)
         return
-    names = [f"cav_apply_{i}" for i in range(len(loras))]
-    try:
-        for name, (lora, strength) in zip(names, loras):
-            load_lora(unet, name, lora)
+    with loaded_loras(unet, [lora for lora, _ in loras]) as names:
+        for name, (_, strength) in zip(names, loras):
             set_strength(unet, name, strength)
-        activate(unet, names)
         yield
-    finally:
-        remove_adapters(unet)
