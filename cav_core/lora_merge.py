@@ -7,7 +7,7 @@ gets zero blocks from the others, so every target has the same rank (peft takes 
 adapter). ``max_rank`` then truncates each target's delta by SVD and reports the error it made.
 
 Merging combines constant strengths only: a stack whose strengths change during sampling cannot be
-written as one LoRA.
+written as one LoRA, so an entry with a schedule is refused.
 """
 from __future__ import annotations
 
@@ -19,7 +19,13 @@ import torch
 
 from .adapter_file import AdapterFile
 from .adapters import LoraWeights, check_weight
+from .scheduled_loras import StackEntry, constant_strengths
 from .errors import CavError
+from .lora_schedule import LoraSchedule
+
+
+UNSCHEDULED = ("merging is only defined for constant strengths; merge the stack without its schedules, "
+               "or sample it with them")
 
 
 @dataclass(frozen=True)
@@ -76,19 +82,19 @@ def _truncated(a: torch.Tensor, b: torch.Tensor, rank: int) -> tuple[torch.Tenso
     return new_a, new_b, float((s[keep:] ** 2).sum()), float((s ** 2).sum())
 
 
-def merge_loras(stack: Sequence[tuple[LoraWeights, float]], max_rank: int | None = None) -> MergeResult:
+def merge_loras(stack: Sequence[StackEntry], max_rank: int | None = None) -> MergeResult:
     """One LoRA whose delta on every target is the weighted sum of the stack's deltas.
 
     Without ``max_rank`` the merge is exact (rank = sum of the ranks). With it, each target's delta is
     cut to its best rank-``max_rank`` approximation and ``relative_error`` says how much was dropped.
+    An entry may carry a schedule only if it is the whole run at a constant strength.
     """
     if not stack:
         raise CavError("nothing to merge: give at least one LoRA")
+    stack = constant_strengths(stack, UNSCHEDULED)
     roles = sorted({lora.role for lora, _ in stack})
     if len(roles) > 1:
         raise CavError(f"cannot merge LoRAs of different roles ({', '.join(roles)}); merge motion with motion")
-    weights = [check_weight(w, f"LoRA {i + 1}") for i, (_, w) in enumerate(stack)]
-    stack = [(lora, w) for (lora, _), w in zip(stack, weights)]
     if max_rank is not None and max_rank < 1:
         raise CavError(f"the maximum rank must be >= 1, got {max_rank}")
     targets = sorted({t for lora, _ in stack for t in lora.targets})
@@ -108,14 +114,19 @@ def merge_loras(stack: Sequence[tuple[LoraWeights, float]], max_rank: int | None
     return MergeResult(LoraWeights(roles[0], rank, float(rank), tensors), error)
 
 
-def merge_adapters(sources: Sequence[tuple[str, AdapterFile, float]], max_rank: int | None = None) -> AdapterFile:
-    """The T-LoRAs of ``(name, adapter file, weight)`` merged into one temporal-only adapter file.
+def merge_adapters(sources: Sequence[tuple[str, AdapterFile, float] | tuple[str, AdapterFile, float, LoraSchedule]],
+                   max_rank: int | None = None) -> AdapterFile:
+    """The T-LoRAs of ``(name, adapter file, weight[, schedule])`` merged into one temporal-only adapter file.
 
     Every source must be made on one base architecture. The result's ``training`` records the
     sources (name, weight, base, their own record), ``max_rank`` and the relative error.
     """
     if not sources:
         raise CavError("nothing to merge: give at least one adapter file")
+    for name, _, weight, *schedule in sources:
+        if schedule and isinstance(schedule[0], LoraSchedule) and not schedule[0].is_whole_run:
+            raise CavError(f"{name} has a schedule ({schedule[0].describe(weight)}): {UNSCHEDULED}")
+    sources = [(name, adapter, weight) for name, adapter, weight, *_ in sources]
     first_name, first, _ = sources[0]
     for name, adapter, _ in sources:
         if adapter.base_fingerprint != first.base_fingerprint:

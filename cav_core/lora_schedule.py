@@ -36,6 +36,23 @@ class LoraSchedule:
         """True when the LoRA acts over the whole run at a constant strength (no schedule)."""
         return self.start == 0.0 and self.end == 1.0 and self.end_strength is None
 
+    def describe(self, strength: float) -> str:
+        """The schedule in words, for messages: 'strength 1 to 0.2 over 0.3-1 of the run'."""
+        ramp = f" to {self.end_strength:g}" if self.end_strength is not None else ""
+        return f"strength {strength:g}{ramp} over {self.start:g}-{self.end:g} of the run"
+
+    def acts_at(self, step: int, steps: int) -> bool:
+        """Whether the LoRA acts at step ``step`` (0-based) of ``steps``: the step's middle is in the window."""
+        return self.start <= (step + 0.5) / steps < self.end
+
+    def check_acts(self, steps: int, what: str = "schedule") -> LoraSchedule:
+        """Refuse a window so narrow that no step of a ``steps``-step run has its middle in it."""
+        if not any(self.acts_at(i, steps) for i in range(steps)):
+            raise CavError(f"{what}: the window {self.start:g}-{self.end:g} holds no step of a {steps}-step run "
+                           f"(each step is 1/{steps} of the run, counted at its middle); widen the window or "
+                           "use more steps")
+        return self
+
     def strength_at(self, strength: float, step: int, steps: int) -> float:
         """The LoRA's strength at sampling step ``step`` (0-based) of ``steps``.
 
@@ -43,9 +60,9 @@ class LoraSchedule:
         at a step whose middle lies in [start, end). A ramp goes linearly from ``strength`` at
         ``start`` to ``end_strength`` at ``end``, read at the step's middle.
         """
-        at = (step + 0.5) / steps
-        if not self.start <= at < self.end:
+        if not self.acts_at(step, steps):
             return 0.0
+        at = (step + 0.5) / steps
         if self.end_strength is None:
             return strength
         return strength + (self.end_strength - strength) * (at - self.start) / (self.end - self.start)

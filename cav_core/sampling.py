@@ -1,9 +1,9 @@
 """Our own text-to-video denoising loop (diffusers' TextToVideoSDPipeline is deprecated).
 
 Classifier-free guidance with a negative prompt, DDIM / DPM-Solver++ / Euler schedulers, any
-number of weighted T-LoRAs plus an optional appearance S-LoRA / textual inversion, and
-MotionDirector's optional noise prior. Seeded noise is drawn on the CPU, so a seed gives the same
-video on any device.
+number of weighted T-LoRAs (each over the whole run or on a schedule) plus an optional appearance
+S-LoRA / textual inversion at a constant strength, and MotionDirector's optional noise prior.
+Seeded noise is drawn on the CPU, so a seed gives the same video on any device.
 """
 from __future__ import annotations
 
@@ -15,11 +15,12 @@ import torch
 from diffusers import DDIMScheduler, DPMSolverMultistepScheduler, EulerDiscreteScheduler
 
 from .adapter_file import TokenEmbeddings
-from .adapters import LoraWeights, applied_loras
+from .adapters import LoraWeights, check_weight
 from .compute import autocast, default_device, on_device
 from .errors import CavError, TrainingInterrupted
 from .frames import fit_clip
 from .latents import decode_latents, encode_frames
+from .scheduled_loras import ScheduledLora, StackEntry, scheduled, stepped_loras, strength_table
 from .text import encode_prompts, token_embeddings_applied, with_placeholder
 
 SCHEDULERS = {
@@ -82,13 +83,19 @@ def _size(base, size) -> tuple[int, int]:
 
 
 @torch.no_grad()
-def sample_video(base, settings: SampleSettings, motion_loras: Sequence[tuple[LoraWeights, float]] = (),
+def sample_video(base, settings: SampleSettings, motion_loras: Sequence[StackEntry] = (),
                  appearance: Appearance | None = None, device=None,
                  on_step: Callable[[int, int], None] | None = None,
                  should_stop: Callable[[], bool] | None = None,
                  reference_frames: np.ndarray | None = None, mixed_precision: str = "no") -> np.ndarray:
-    """Generate a clip; returns float frames [F, H, W, 3] in 0..1 (on the CPU)."""
+    """Generate a clip; returns float frames [F, H, W, 3] in 0..1 (on the CPU).
+
+    Each motion LoRA is ``(LoraWeights, strength)`` or ``(LoraWeights, strength, LoraSchedule)``;
+    the strengths are re-applied only at the steps where they change.
+    """
     settings.validate()
+    stack = scheduled(motion_loras)
+    strength_table(stack, settings.steps)  # a window that holds no step is refused before any work
     device = torch.device(device) if device else default_device()
     frames = settings.frames or base.default_frames
     width, height = _size(base, settings.size)
@@ -96,9 +103,8 @@ def sample_video(base, settings: SampleSettings, motion_loras: Sequence[tuple[Lo
     scheduler = make_scheduler(settings.scheduler, base.scheduler_config)
     scheduler.set_timesteps(settings.steps, device=device)
     appearance = appearance or Appearance()
-    loras = list(motion_loras)
     if appearance.spatial is not None:
-        loras.append((appearance.spatial, appearance.strength))
+        stack.append(ScheduledLora(appearance.spatial, check_weight(appearance.strength, "the appearance LoRA")))
 
     with on_device(base.text_encoder, device), token_embeddings_applied(base, appearance.textual_inversion):
         text = encode_prompts(base, [settings.negative, appearance.prompt(settings.prompt)], device)
@@ -116,11 +122,12 @@ def sample_video(base, settings: SampleSettings, motion_loras: Sequence[tuple[Lo
         latents = (1 - p) ** 0.5 * latents + p ** 0.5 * noised
     latents = latents * scheduler.init_noise_sigma
 
-    with on_device(base.unet, device), applied_loras(base.unet, loras, fuse=settings.fuse):
+    with on_device(base.unet, device), stepped_loras(base.unet, stack, settings.steps, settings.fuse) as strengths:
         unet_dtype = base.unet.dtype
         for i, t in enumerate(scheduler.timesteps):
             if should_stop and should_stop():
                 raise TrainingInterrupted(f"sampling stopped at step {i}/{settings.steps}")
+            strengths.at_step(i)
             model_in = scheduler.scale_model_input(torch.cat([latents] * 2), t)
             with autocast(device, mixed_precision):
                 pred = base.unet(model_in.to(unet_dtype), t, text.to(unet_dtype)).sample.float()
