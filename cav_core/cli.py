@@ -9,7 +9,7 @@ import json
 import os
 import sys
 
-from .cli_common import ProgressBars, check_adapter_out, lora_arg, size_arg
+from .cli_common import ProgressBars, check_adapter_out, lora_arg, lora_spec, size_arg
 from .cli_train import cmd_train
 from .errors import CavError
 from .files import check_name_fits
@@ -23,16 +23,20 @@ def cmd_sample(args) -> None:
     from .video_io import VideoOptions, read_video, write_video
 
     check_name_fits(args.out)
-    loras = [lora_arg(text) for text in args.lora]
-    appearance_arg = lora_arg(args.appearance_lora) if args.appearance_lora else None
+    loras = [lora_spec(text) for text in args.lora]
+    for text, (_, _, schedule) in zip(args.lora, loras):
+        if args.steps >= 1 and not schedule.is_whole_run:
+            schedule.check_acts(args.steps, text)
+    appearance_arg = lora_arg(args.appearance_lora, "the appearance acts at one strength for the whole run; "
+                              "schedules are for --lora") if args.appearance_lora else None
     base = load_base(args.base)
     motion = []
-    for path, weight in loras:
+    for path, weight, schedule in loras:
         adapter = load_motion_file(path, base)  # a MotionDirector LoRA is converted for the base
         check_adapter_fits(adapter, base, path)
         if adapter.temporal is None:
             raise CavError(f"{path} holds no motion (temporal) LoRA")
-        motion.append((adapter.temporal, weight))
+        motion.append((adapter.temporal, weight, schedule))
     appearance = None
     if appearance_arg:
         path, weight = appearance_arg
@@ -76,7 +80,8 @@ def cmd_merge(args) -> None:
 
     check_adapter_out(args.out)
     sources, previews = [], []
-    for path, weight in [lora_arg(text) for text in args.loras]:
+    why = "merging is only defined for constant strengths; merge without it, or sample the stack with its schedules"
+    for path, weight in [lora_arg(text, why) for text in args.loras]:
         sources.append((os.path.basename(path), load_adapter_file(path), weight))
         previews.append(read_preview(path))
     merged = merge_adapters(sources, args.max_rank)
@@ -172,8 +177,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("sample", help="generate a video with zero or more motion LoRAs")
     s.add_argument("--base", required=True)
-    s.add_argument("--lora", action="append", default=[], metavar="FILE[:WEIGHT]",
-                   help="motion LoRA, repeatable; weights add their deltas")
+    s.add_argument("--lora", action="append", default=[], metavar="FILE[:STRENGTH[~END_STRENGTH][@START-END]]",
+                   help="motion LoRA, repeatable; strengths add their deltas. @START-END: the part of the "
+                        "denoising run it acts on, as fractions (a.safetensors:0.8@0-0.5 acts on the first half; "
+                        "@0-1, the default, is the whole run). ~END_STRENGTH ramps the strength linearly from "
+                        "STRENGTH at START to END_STRENGTH at END (a.safetensors:1~0.2@0.3-1)")
     s.add_argument("--appearance-lora", metavar="FILE[:WEIGHT]",
                    help="adapter file whose S-LoRA / textual inversion to apply for appearance")
     s.add_argument("--prompt", required=True)
@@ -199,7 +207,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     m = sub.add_parser("merge", help="merge weighted motion LoRAs of one base into one adapter file",
                        description="Merge constant strengths only; the merged file samples as the stack does.")
-    m.add_argument("loras", nargs="+", metavar="FILE[:WEIGHT]", help="adapter files with their weights")
+    m.add_argument("loras", nargs="+", metavar="FILE[:WEIGHT]",
+                   help="adapter files with their weights (constant: a schedule is refused)")
     m.add_argument("--max-rank", type=int, help="cut each layer to this rank by SVD (prints the error it made)")
     m.add_argument("--out", required=True, help="adapter file to write (.safetensors); the sources' previews, "
                                                 "side by side, go beside it as .webp")

@@ -1,10 +1,14 @@
 """Schedules: when in the denoising run a motion LoRA acts, how sampling honours it, how the CLI takes it."""
+import os
+
 import numpy as np
 import pytest
 import torch
 
-from cav_core.adapter_file import AdapterFile
+from cav_core.adapter_file import AdapterFile, save_adapter_file
 from cav_core.adapters import SPATIAL, tuner_layers
+from cav_core.cli import main
+from cav_core.cli_common import lora_arg, lora_spec
 from cav_core.compute import default_device
 from cav_core.errors import CavError
 from cav_core.lora_merge import merge_adapters, merge_loras
@@ -179,3 +183,64 @@ def test_merging_refuses_a_schedule_and_takes_the_whole_run(tiny_base):
     with pytest.raises(CavError, match="b.safetensors has a schedule .strength 0.5 over 0.3-1 of the run.: merging"):
         merge_adapters([("a.safetensors", mine, 1.0), ("b.safetensors", mine, 0.5, LoraSchedule(0.3, 1.0))])
     assert merge_adapters([("a.safetensors", mine, 1.0, WHOLE_RUN)]).temporal.rank == a.rank
+
+
+# ---- the command line ---------------------------------------------------------------------------------
+
+def test_lora_specs_parse_strength_window_and_ramp():
+    assert lora_spec("a.safetensors") == ("a.safetensors", 1.0, WHOLE_RUN)
+    assert lora_spec("a.safetensors:0.8") == ("a.safetensors", 0.8, WHOLE_RUN)
+    assert lora_spec("a.safetensors:0.8@0-1") == ("a.safetensors", 0.8, WHOLE_RUN)  # @0-1: no schedule
+    assert lora_spec("a.safetensors:0.8@0-0.5") == ("a.safetensors", 0.8, LoraSchedule(0.0, 0.5))
+    assert lora_spec("a.safetensors:1~0.2@0.3-1") == ("a.safetensors", 1.0, LoraSchedule(0.3, 1.0, 0.2))
+    assert lora_spec("a.safetensors:-1~0") == ("a.safetensors", -1.0, LoraSchedule(0.0, 1.0, 0.0))
+    assert lora_spec("a.safetensors:0.8@1e-1-.5") == ("a.safetensors", 0.8, LoraSchedule(0.1, 0.5))
+    assert lora_spec("C:\\loras\\a.safetensors") == ("C:\\loras\\a.safetensors", 1.0, WHOLE_RUN)
+    assert lora_spec("C:\\loras\\a.safetensors:0.5@0.5-1") == ("C:\\loras\\a.safetensors", 0.5, LoraSchedule(0.5, 1))
+    assert lora_spec("dir:x/a@v2.safetensors") == ("dir:x/a@v2.safetensors", 1.0, WHOLE_RUN)  # no number: a path
+    assert lora_arg("a.safetensors:0.8@0-1") == ("a.safetensors", 0.8)
+
+
+@pytest.mark.parametrize("spec, message", [
+    ("a.safetensors:0.8@0.5", "the schedule reads @START-END"),
+    ("a.safetensors:0.8@", "the schedule reads @START-END"),
+    ("a.safetensors:0.8@0-0.5@0.6-1", "the schedule reads @START-END"),
+    ("a.safetensors:0.8@0.6-0.2", "start .0.6. must come before end .0.2."),
+    ("a.safetensors:0.8@0.5-0.5", "must come before"),
+    ("a.safetensors:0.8@0-1.5", "end must be a fraction of the denoising run within 0..1"),
+    ("a.safetensors:0.8@nan-1", "start must be a fraction"),
+    ("a.safetensors:0.8@0-inf", "end must be a fraction"),
+    ("a.safetensors:nan@0-0.5", "the weight must be a finite number"),
+    ("a.safetensors:1~inf@0-0.5", "the strength at the end must be a finite number"),
+    ("a.safetensors:1~@0-0.5", "a ramp reads STRENGTH~END_STRENGTH"),
+    ("a.safetensors:1~0.2~0", "a ramp reads STRENGTH~END_STRENGTH"),
+])
+def test_bad_specs_are_one_line_errors_before_any_work(tmp_path, capsys, spec, message):
+    with pytest.raises(CavError, match=message):
+        lora_spec(spec)
+    assert main(["sample", "--base", str(tmp_path / "none"), "--lora", spec, "--prompt", "x",
+                 "--out", str(tmp_path / "o.gif")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: {spec}: ") and err.count("\n") == 1 and message.split(".")[0] in err, err
+    assert os.listdir(tmp_path) == []
+
+
+def test_cli_samples_a_schedule_and_refuses_one_where_it_has_no_meaning(tiny_base, tiny_base_dir, tmp_path, capsys):
+    a = save_adapter_file(tmp_path / "a.safetensors", AdapterFile(tiny_base.name, tiny_base.fingerprint,
+                                                                  temporal=random_lora(tiny_base.unet, 1)))
+    common = ["--base", tiny_base_dir, "--prompt", "a blue circle", "--steps", "4", "--frames", "4", "--quiet"]
+    out = tmp_path / "scheduled.gif"
+    assert main(["sample", "--lora", f"{a}:0.8@0-0.5", "--lora", f"{a}:1~0@0.3-1", *common, "--out", str(out)]) == 0
+    assert capsys.readouterr().out.strip() == str(out) and out.exists()
+    # A window narrower than a step is refused before the base is even loaded.
+    assert main(["sample", "--lora", f"{a}:1@0.41-0.45", *common[2:], "--base", str(tmp_path / "none"),
+                 "--steps", "10", "--out", str(tmp_path / "x.gif")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "holds no step of a 10-step run" in err and "widen the window" in err, err
+    assert main(["merge", f"{a}:0.6", f"{a}:1@0.5-1", "--out", str(tmp_path / "m.safetensors")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "merging is only defined for constant strengths" in err, err
+    assert main(["sample", "--appearance-lora", f"{a}:1~0", *common, "--out", str(tmp_path / "y.gif")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "the appearance acts at one strength for the whole run" in err, err
+    assert sorted(os.listdir(tmp_path)) == ["a.safetensors", "scheduled.gif"]
