@@ -7,7 +7,9 @@ The base is random-init (what a step costs does not depend on the weights' value
 config narrowed to block widths 64/128/256/256 (64.5 M parameters, head size 64, text width 768), an
 SD-sized VAE and a CLIP ViT-L-sized text encoder. It is written once to a temporary folder and every row
 loads it from there, as a user's base is loaded. Each row runs in a process of its own, so its peak
-resident memory (ru_maxrss) is its own. s/step is the median step after the warm-up steps; setup is
+resident memory (ru_maxrss) is its own. s/step is, for training, the median step after the warm-up
+steps (steps without validation) and, for sampling, the mean step after the first (a schedule's
+re-fuses at the steps where strengths change are part of what it costs); setup is
 the time from starting the row's process to the end of its first step, less one step (imports,
 loading, encoding). Ratios are against the first row of each table, measured in the same run, and for
 training also against the MotionDirector-style row (the project's stand-in for MotionDirector's own
@@ -49,6 +51,7 @@ TRAINING_ROWS = {
 SAMPLING_ROWS = {
     "sample_base": "base alone",
     "sample_fused": "two T-LoRAs stacked, fused",
+    "sample_scheduled": "two T-LoRAs stacked, scheduled (one on 0-0.5 ramping 1 to 0, one on 0.3-1), fused",
     "sample_unfused": "two T-LoRAs stacked, unfused",
 }
 
@@ -127,8 +130,8 @@ def _plain_loop(base, frames, steps: int, clock) -> None:
 def _run_row(key: str, base, frames, args, clock) -> None:
     import torch
 
-    from cav_core import (ComputeSettings, Hooks, LoraWeights, Recipe, SampleSettings, extract_lora, inject_lora,
-                          remove_adapters, sample_video, temporal_targets, train_absorber, train_motion)
+    from cav_core import (ComputeSettings, Hooks, LoraSchedule, LoraWeights, Recipe, SampleSettings, extract_lora,
+                          inject_lora, remove_adapters, sample_video, temporal_targets, train_absorber, train_motion)
 
     def tick(progress) -> None:
         clock(progress.validation_seconds)
@@ -163,6 +166,9 @@ def _run_row(key: str, base, frames, args, clock) -> None:
                 gen = torch.Generator().manual_seed(seed)
                 tensors = {k: torch.randn(v.shape, generator=gen) * 0.02 for k, v in lora.tensors.items()}
                 loras.append((LoraWeights(lora.role, lora.rank, lora.alpha, tensors), 0.7))
+        if key == "sample_scheduled":  # strengths change at most steps: re-fused at each change
+            loras = [(loras[0][0], 1.0, LoraSchedule(0.0, 0.5, end_strength=0.0)),
+                     (loras[1][0], 0.7, LoraSchedule(0.3, 1.0))]
         settings = SampleSettings(prompt=PROMPT, steps=args.sample_steps, frames=len(frames),
                                   size=(frames.shape[2], frames.shape[1]), fuse=key != "sample_unfused")
         sample_video(base, settings, loras, device="cpu", on_step=lambda *_: clock())
@@ -188,7 +194,8 @@ def child(args) -> None:
     _run_row(args.child, base, frames, args, clock)
     warmup = 1 if args.child in SAMPLING_ROWS else args.warmup  # a sampling step has no optimiser to warm up
     gaps = np.diff(stamps)[warmup:] if len(stamps) > 1 else []
-    step = statistics.median(gaps) if len(gaps) else float("nan")  # the median: steps without validation
+    average = statistics.mean if args.child in SAMPLING_ROWS else statistics.median
+    step = average(gaps) if len(gaps) else float("nan")
     result = {"s_per_step": step, "setup_s": stamps[0] - args.t0 - step if stamps else float("nan"),
               "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
     if validations:
@@ -269,7 +276,7 @@ def main(argv=None) -> int:
               f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, {args.threads} threads; "
               f"torch {torch.__version__}, diffusers {diffusers.__version__}, peft {peft.__version__}; "
               f"{args.frames} frames at {args.size}x{args.size}, fp32; {args.steps} training steps a row "
-              f"(median after {args.warmup}), {args.sample_steps} sampling steps with guidance (median after 1)"]
+              f"(median after {args.warmup}), {args.sample_steps} sampling steps with guidance (mean after 1)"]
     print("\n\n".join(header), flush=True)
     results = {}
     with tempfile.TemporaryDirectory() as folder:
