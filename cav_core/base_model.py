@@ -1,9 +1,11 @@
 """Loading a diffusers text-to-video base (ModelScope / ZeroScope layout, or the bundled toy)."""
 from __future__ import annotations
 
+import gc
 import hashlib
 import json
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import torch
@@ -36,20 +38,53 @@ def architecture_fingerprint(unet_config: dict, text_dim: int) -> str:
 
 @dataclass
 class BaseModel:
-    """The modules of a text-to-video base and what the rest of the engine needs to know of it."""
+    """The modules of a text-to-video base and what the rest of the engine needs to know of it.
+
+    A base whose ``reload_part`` is set owns its VAE and text encoder alone (not shared with a
+    host): :meth:`release_encoders` drops them, and the next use of ``vae`` or ``text_encoder``
+    reads them again from the base's folder.
+    """
 
     name: str
     path: str
     unet: torch.nn.Module
-    vae: torch.nn.Module
-    text_encoder: torch.nn.Module
+    _vae: torch.nn.Module | None
+    _text_encoder: torch.nn.Module | None
     tokenizer: object
     scheduler_config: dict
     recipe: Recipe = field(default_factory=Recipe)  # what it trains and samples with unless told otherwise
+    reload_part: Callable[[str], torch.nn.Module] | None = None  # "vae" / "text_encoder" -> module
+
+    def __post_init__(self):
+        self.text_dim = self._text_encoder.config.hidden_size
+        self.vae_block_out_channels = list(self._vae.config.block_out_channels)
+
+    @property
+    def vae(self) -> torch.nn.Module:
+        if self._vae is None:
+            self._vae = self.reload_part("vae")
+        return self._vae
+
+    @property
+    def text_encoder(self) -> torch.nn.Module:
+        if self._text_encoder is None:
+            self._text_encoder = self.reload_part("text_encoder")
+        return self._text_encoder
+
+    @property
+    def encoders_reloadable(self) -> bool:
+        return self.reload_part is not None
+
+    def release_encoders(self) -> None:
+        """Drop the VAE and text encoder when they can be read again (training with cached latents
+        and text states needs neither; a validation sample reads them back)."""
+        if self.encoders_reloadable and (self._vae is not None or self._text_encoder is not None):
+            self._vae = self._text_encoder = None
+            gc.collect()
 
     @property
     def vae_scale_factor(self) -> int:
-        return 2 ** (len(self.vae.config.block_out_channels) - 1)
+        return 2 ** (len(self.vae_block_out_channels) - 1)
 
     @property
     def default_size(self) -> tuple[int, int]:
@@ -80,7 +115,7 @@ class BaseModel:
 
     @property
     def fingerprint(self) -> str:
-        return architecture_fingerprint(dict(self.unet.config), self.text_encoder.config.hidden_size)
+        return architecture_fingerprint(dict(self.unet.config), self.text_dim)
 
     @property
     def describe(self) -> str:
@@ -138,10 +173,12 @@ def _variant(folder: str) -> str | None:
 
 
 def load_base(source: str, dtype: torch.dtype = torch.float32, device: str | torch.device = "cpu",
-              vae_dtype: torch.dtype | None = None) -> BaseModel:
+              vae_dtype: torch.dtype | None = None, encoders_reloadable: bool = False) -> BaseModel:
     """Load ``source`` (a diffusers folder or ``toy``) with every module frozen, in eval mode.
 
     ``vae_dtype`` defaults to ``dtype``; an fp16 VAE can overflow, so hosts may keep it wider.
+    ``encoders_reloadable``: the caller owns the base alone, so training may release the VAE and
+    text encoder once it has cached what it needs from them (see ``BaseModel.release_encoders``).
     """
     from diffusers import AutoencoderKL, UNet3DConditionModel
     from transformers import CLIPTextModel, CLIPTokenizer
@@ -152,18 +189,23 @@ def load_base(source: str, dtype: torch.dtype = torch.float32, device: str | tor
     def sub(name):
         return os.path.join(path, name)
 
+    classes = {"unet": UNet3DConditionModel, "vae": AutoencoderKL, "text_encoder": CLIPTextModel}
+    dtypes = {"unet": dtype, "vae": vae_dtype or dtype, "text_encoder": dtype}
+
+    def part(name: str) -> torch.nn.Module:
+        try:
+            module = classes[name].from_pretrained(sub(name), torch_dtype=dtypes[name], variant=_variant(sub(name)))
+        except (OSError, ValueError) as e:
+            raise CavError(f"cannot load the base model at {path}: {str(e).splitlines()[0]}") from e
+        return module.requires_grad_(False).eval().to(device)
+
+    unet, vae, text_encoder = part("unet"), part("vae"), part("text_encoder")
     try:
-        unet = UNet3DConditionModel.from_pretrained(sub("unet"), torch_dtype=dtype, variant=_variant(sub("unet")))
-        vae = AutoencoderKL.from_pretrained(sub("vae"), torch_dtype=vae_dtype or dtype, variant=_variant(sub("vae")))
-        text_encoder = CLIPTextModel.from_pretrained(
-            sub("text_encoder"), torch_dtype=dtype, variant=_variant(sub("text_encoder")))
         tokenizer = CLIPTokenizer.from_pretrained(sub("tokenizer"))
         with open(os.path.join(sub("scheduler"), "scheduler_config.json")) as f:
             scheduler_config = json.load(f)
     except (OSError, ValueError, json.JSONDecodeError) as e:
         raise CavError(f"cannot load the base model at {path}: {str(e).splitlines()[0]}") from e
-    for module in (unet, vae, text_encoder):
-        module.requires_grad_(False).eval().to(device)
     name = TOY_KEYWORD if source == TOY_KEYWORD else os.path.basename(path.rstrip(os.sep))
-    return BaseModel(name=name, path=path, unet=unet, vae=vae, text_encoder=text_encoder,
-                     tokenizer=tokenizer, scheduler_config=scheduler_config, recipe=recipe_for(path))
+    return BaseModel(name, path, unet, vae, text_encoder, tokenizer, scheduler_config, recipe_for(path),
+                     reload_part=part if encoders_reloadable else None)

@@ -52,7 +52,7 @@ def cmd_train(args) -> None:
     check_adapter_out(args.out, "" if args.resume else ".ckpt")
     if args.resume and not os.path.isfile(args.resume):
         raise CavError(f"--resume {args.resume}: no such checkpoint")
-    base = load_base(args.base)
+    base = load_base(args.base, encoders_reloadable=True)  # this process alone uses the base
     recipe = base.recipe
     init, fixed = _continued(args, base)
     clips = _clips(args, base)

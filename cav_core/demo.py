@@ -44,7 +44,7 @@ def run_demo(out: str, quick: bool = False, quiet: bool = False, seed: int = 0) 
     """Train on the bundled zigzag with the bundled base's recipe, then sample new appearances."""
     os.makedirs(out, exist_ok=True)
     started = time.time()
-    base = load_base("toy")
+    base = load_base("toy", encoders_reloadable=True)
     reference = read_video(reference_path(DEMO_REFERENCE), VideoOptions(max_frames=base.default_frames))
     write_video(os.path.join(out, "reference.mp4"), reference.frames, reference.fps)
     write_video(os.path.join(out, "reference.gif"), reference.frames, reference.fps)

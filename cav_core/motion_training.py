@@ -127,6 +127,7 @@ def train_motion(base, clips, settings: MotionSettings, absorber: Absorber | Non
         with on_device(base.text_encoder, device), token_embeddings_applied(base, absorber.textual_inversion):
             with torch.no_grad():
                 text = encode_prompts(base, prompts, device)  # fixed: the TI is frozen now
+        base.release_encoders()  # latents and text states are cached; a validation sample reads them back
         stack.callback(adapters.remove_adapters, unet)
         if absorber.spatial is not None:
             adapters.load_lora(unet, ABSORBER_ADAPTER, absorber.spatial)

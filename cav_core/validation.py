@@ -68,3 +68,4 @@ class Validation:
                 self.last, self.last_prompt = frames, settings.prompt
                 if self.hooks.on_validation:
                     self.hooks.on_validation(step, settings.prompt, frames)
+        self.base.release_encoders()  # read back for the samples; the training steps need neither

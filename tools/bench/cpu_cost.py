@@ -40,7 +40,8 @@ VALIDATION_STEPS = 10  # Hooks' default
 TRAINING_ROWS = {
     "plain": "plain peft T-LoRA loop (VAE and text encoder every step)",
     "motiondirector": "MotionDirector-style: spatial + temporal LoRA rank 32, feed-forward, checkpointing",
-    "tlora": "T-LoRA, the default (paper setting, no absorber)",
+    "tlora": "T-LoRA, the default (paper setting, no absorber; VAE and text encoder released once cached)",
+    "tlora_keep_encoders": "T-LoRA keeping the VAE and text encoder loaded (as in ComfyUI, which shares them)",
     "tlora_checkpointing": "T-LoRA with gradient checkpointing",
     "tlora_bf16": "T-LoRA with bf16 autocast (fp32 weights and LoRA)",
     "tlora_bf16_checkpointing": "T-LoRA with bf16 autocast and gradient checkpointing",
@@ -189,7 +190,10 @@ def child(args) -> None:
         if validation_seconds:
             validations.append(validation_seconds)
 
-    base = load_base(args.base_dir)
+    # The CLI's default: its process alone uses the base, so training releases the VAE and text encoder
+    # once latents and text states are cached. MotionDirector keeps them, and so does ComfyUI.
+    release = args.child.startswith("tlora") and args.child != "tlora_keep_encoders"
+    base = load_base(args.base_dir, encoders_reloadable=release)
     frames = np.random.default_rng(0).integers(0, 256, (args.frames, args.size, args.size, 3), dtype=np.uint8)
     _run_row(args.child, base, frames, args, clock)
     warmup = 1 if args.child in SAMPLING_ROWS else args.warmup  # a sampling step has no optimiser to warm up
