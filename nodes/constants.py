@@ -15,7 +15,7 @@ NODE_IDS = {
     "train_absorber": "CAV_TrainAbsorber",
     "train_motion": "CAV_TrainMotion",
     "load_motion_lora": "CAV_LoadMotionLora",
-    "motion_lora_stack": "CAV_MotionLoraStack",
+    "motion_stack": "CAV_MotionStack",
     "apply_appearance": "CAV_ApplyAppearance",
     "sample": "CAV_SampleVideo",
     "save_motion_lora": "CAV_SaveMotionLora",
@@ -24,6 +24,7 @@ NODE_IDS = {
     "add_training_clip": "CAV_AddTrainingClip",
     # deprecated: kept so that saved workflows load and run
     "train_motion_lora_v1": "CAV_TrainMotionLora",
+    "motion_lora_stack": "CAV_MotionLoraStack",
 }
 
 # role -> socket type
@@ -35,6 +36,14 @@ SOCKET_TYPES = {
     "appearance": "CAV_APPEARANCE",
     "training_clips": "CAV_TRAINING_CLIPS",
 }
+
+# the motion-LoRA folder key of folder_paths (ComfyUI lists its files at /models/<key>)
+FOLDERS = {"motion_loras": "cav_motion_loras"}
+
+# what a Motion LoRA Stack row may hold; the editor's strength drag uses the same bounds and step
+# (the node's JSON widget, its growing socket group and the sockets' names motion_1..motion_N)
+STACK_ROWS = {"strength_min": -2.0, "strength_max": 2.0, "strength_step": 0.05, "widget": "rows",
+              "autogrow": "motion_loras", "socket_prefix": "motion_", "sockets": 8}
 
 EVENTS = {"loss": "cav.loss"}  # websocket events the nodes send
 UI_KEYS = {"stack": "cav_stack"}  # keys of the ui dicts nodes return, read by the frontend
@@ -52,4 +61,4 @@ ROUTES = {
 
 def as_json() -> dict:
     return {"pack": PACK, "node_ids": NODE_IDS, "socket_types": SOCKET_TYPES, "events": EVENTS, "ui_keys": UI_KEYS,
-            "routes": ROUTES}
+            "routes": ROUTES, "folders": FOLDERS, "stack_rows": STACK_ROWS}

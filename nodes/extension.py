@@ -7,15 +7,16 @@ from . import folders, routes
 from .appearance import ApplyAppearance
 from .base import LoadBase
 from .clips import AddTrainingClip
-from .lora import InspectMotionLora, LoadMotionLora, MotionLoraStackNode, SaveMotionLora
+from .lora import InspectMotionLora, LoadMotionLora, SaveMotionLora
 from .merge import MergeMotionLoras
+from .motion_stack import MotionStack
 from .sample import SampleVideo
 from .deprecated import DEPRECATED_NODES
 from .train import TrainAbsorber, TrainMotion
 from .video import LoadReferenceVideo
 
 NODES: list[type[io.ComfyNode]] = [
-    LoadBase, LoadReferenceVideo, TrainAbsorber, TrainMotion, LoadMotionLora, MotionLoraStackNode,
+    LoadBase, LoadReferenceVideo, TrainAbsorber, TrainMotion, LoadMotionLora, MotionStack,
     ApplyAppearance, SampleVideo, SaveMotionLora, InspectMotionLora, MergeMotionLoras, AddTrainingClip,
     *DEPRECATED_NODES,
 ]

@@ -9,8 +9,9 @@ from cav_core.adapter_file import AdapterFile, save_adapter_file
 from cav_core.motion_preview import MotionPreview, write_preview
 
 from . import paths
+from .constants import FOLDERS
 
-MOTION_LORA_KEY = "cav_motion_loras"  # extra_model_paths.yaml key; default models/cav_motion_loras
+MOTION_LORA_KEY = FOLDERS["motion_loras"]  # extra_model_paths.yaml key; default models/cav_motion_loras
 DIFFUSERS_KEY = "diffusers"
 
 

@@ -13,18 +13,23 @@ from .constants import NODE_IDS, UI_KEYS
 from . import folders, host, types
 from .values import LoadedBase, MotionLora, MotionLoraStack
 
-STACK_SLOTS = 3
-
-
-def _strength(id: str, tooltip: str) -> io.Float.Input:
+def strength_input(id: str, tooltip: str) -> io.Float.Input:
     return io.Float.Input(id, default=1.0, min=-2.0, max=2.0, step=0.05, tooltip=tooltip)
 
 
+def _describe(entry: dict) -> str:
+    text = f"{entry['name']}: {entry['strength']:+.2f}"
+    if entry["end_strength"] is not None:
+        text += f" to {entry['end_strength']:+.2f}"
+    if (entry["start"], entry["end"]) != (0.0, 1.0):
+        text += f" from {entry['start']:.0%} to {entry['end']:.0%} of the run"
+    return text + f" ({entry['share']:.0%})"
+
+
 def stack_ui(stack: MotionLoraStack) -> dict:
-    """What the pack's frontend extension draws on the node: each LoRA's strength and share."""
-    return {UI_KEYS["stack"]: stack.mix(),
-            "text": ["\n".join(f"{e['name']}: {e['strength']:+.2f} ({e['share']:.0%})" for e in stack.mix())
-                     or "empty stack"]}
+    """What the pack's frontend extension draws on the node: each LoRA's strength, schedule and share."""
+    mix = stack.mix()
+    return {UI_KEYS["stack"]: mix, "text": ["\n".join(_describe(e) for e in mix) or "empty stack"]}
 
 
 _converted: dict[tuple, MotionLora] = {}  # MotionDirector files converted for a base, by file state and base
@@ -61,7 +66,7 @@ class LoadMotionLora(io.ComfyNode):
                                tooltip="A file in models/cav_motion_loras (or a cav_motion_loras path of "
                                        "extra_model_paths.yaml): a .safetensors saved by Train Motion T-LoRA, "
                                        "Save Motion LoRA or Merge Motion LoRAs, or a MotionDirector LoRA."),
-                _strength("strength", "How strongly this motion is applied (its delta is scaled by it; "
+                strength_input("strength", "How strongly this motion is applied (its delta is scaled by it; "
                                       "negative values push away from the motion)."),
                 types.MotionLoraStack.Input("stack", optional=True,
                                             tooltip="A stack to extend (from another loader or a stack node)."),
@@ -89,42 +94,6 @@ class LoadMotionLora(io.ComfyNode):
             motion = read_motion_lora(lora_name, base)
             out = (stack or MotionLoraStack()).plus(motion, strength)
         return io.NodeOutput(out, motion, ui=stack_ui(out))
-
-
-class MotionLoraStackNode(io.ComfyNode):
-    @classmethod
-    def define_schema(cls) -> io.Schema:
-        inputs = [
-            types.MotionLora.Input("motion_lora_1", tooltip="A motion LoRA (Train Motion T-LoRA or Load Motion LoRA)."),
-            _strength("strength_1", "Strength of motion_lora_1."),
-        ]
-        for i in range(2, STACK_SLOTS + 1):
-            inputs += [types.MotionLora.Input(f"motion_lora_{i}", optional=True,
-                                              tooltip=f"Optional motion LoRA number {i} to combine."),
-                       _strength(f"strength_{i}", f"Strength of motion_lora_{i} (ignored when not connected).")]
-        inputs.append(types.MotionLoraStack.Input("stack", optional=True,
-                                                  tooltip="A stack to extend (chain stack nodes or loaders)."))
-        return io.Schema(
-            node_id=NODE_IDS["motion_lora_stack"],
-            display_name=types.display_name("Motion LoRA Stack"),
-            category=types.CATEGORY,
-            description="Combines up to three motion LoRAs with weights (their deltas are added), e.g. a "
-                        "zigzag and a figure eight. The node shows each strength and the resulting mix.",
-            inputs=inputs,
-            outputs=[types.MotionLoraStack.Output(display_name="stack",
-                                                  tooltip="The combined motion LoRAs, for Sample Video.")],
-        )
-
-    @classmethod
-    def execute(cls, motion_lora_1: MotionLora, strength_1: float, strength_2: float = 1.0,
-                strength_3: float = 1.0, motion_lora_2: MotionLora | None = None,
-                motion_lora_3: MotionLora | None = None, stack: MotionLoraStack | None = None) -> io.NodeOutput:
-        out = stack or MotionLoraStack()
-        for motion, strength in ((motion_lora_1, strength_1), (motion_lora_2, strength_2),
-                                 (motion_lora_3, strength_3)):
-            if motion is not None:
-                out = out.plus(motion, strength)
-        return io.NodeOutput(out, ui=stack_ui(out))
 
 
 class SaveMotionLora(io.ComfyNode):

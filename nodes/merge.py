@@ -44,7 +44,9 @@ class MergeMotionLoras(io.ComfyNode):
     @classmethod
     def execute(cls, stack: MotionLoraStack, name: str, max_rank: int, save: bool) -> io.NodeOutput:
         with host.engine_call():
-            adapter = merge_adapters([(e.name, e.adapter, e.strength) for e in stack.entries], max_rank or None)
+            # the engine refuses a scheduled entry: one merged file acts over the whole run at one strength
+            adapter = merge_adapters([(e.name, e.adapter, e.strength, e.schedule) for e in stack.entries],
+                                     max_rank or None)
             motion = MotionLora(name=name.strip() or "merged_motion", adapter=adapter,
                                 preview=merged_preview([e.preview for e in stack.entries]))
             saved = folders.save_motion_lora(adapter, motion.name, False, motion.preview) if save else ""

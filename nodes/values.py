@@ -12,6 +12,7 @@ from cav_core.adapter_file import AdapterFile, TokenEmbeddings
 from cav_core.adapters import LoraWeights, check_weight
 from cav_core.base_model import check_same_base as engine_check_same_base
 from cav_core.errors import CavError
+from cav_core.lora_schedule import WHOLE_RUN, LoraSchedule
 from cav_core.motion_preview import MotionPreview
 from cav_core.sampling import Appearance
 from cav_core.absorber_training import Absorber
@@ -96,6 +97,19 @@ class StackEntry:
     base_fingerprint: str
     adapter: AdapterFile | None = None  # the whole file, for merging (it records its sources)
     preview: MotionPreview | None = None  # shown in a merged file's preview
+    schedule: LoraSchedule = WHOLE_RUN  # when, during the denoising run, it acts
+
+    @property
+    def presence(self) -> float:
+        """Its |strength| averaged over the whole run: what its share of the mix is measured by."""
+        schedule = self.schedule
+        a = abs(self.strength)
+        if schedule.end_strength is None:
+            return a * (schedule.end - schedule.start)
+        b = abs(schedule.end_strength)
+        same_sign = self.strength * schedule.end_strength >= 0
+        mean = (a + b) / 2 if same_sign else (a * a + b * b) / (2 * (a + b))  # |linear| crossing zero
+        return mean * (schedule.end - schedule.start)
 
 
 @dataclass(frozen=True, eq=False)
@@ -104,24 +118,34 @@ class MotionLoraStack:
 
     entries: tuple[StackEntry, ...] = ()
 
-    def plus(self, motion: MotionLora, strength: float) -> MotionLoraStack:
-        entry = StackEntry(motion.name, motion.temporal, check_weight(strength, f"strength of '{motion.name}'"),
-                           motion.adapter.base_name, motion.adapter.base_fingerprint, motion.adapter, motion.preview)
+    def plus(self, motion: MotionLora, strength: float, schedule: LoraSchedule = WHOLE_RUN) -> MotionLoraStack:
+        what = f"strength of '{motion.name}'"
+        entry = StackEntry(motion.name, motion.temporal, check_weight(strength, what),
+                           motion.adapter.base_name, motion.adapter.base_fingerprint, motion.adapter, motion.preview,
+                           schedule.check(f"schedule of '{motion.name}'"))
         return MotionLoraStack(self.entries + (entry,))
 
-    def weighted(self) -> list[tuple[LoraWeights, float]]:
-        """(LoRA, strength) pairs for the engine; zero strengths are left out (they add nothing)."""
-        return [(e.lora, e.strength) for e in self.entries if e.strength != 0]
+    @property
+    def has_schedules(self) -> bool:
+        return any(not e.schedule.is_whole_run for e in self.entries)
+
+    def weighted(self) -> list[tuple[LoraWeights, float, LoraSchedule]]:
+        """(LoRA, strength, schedule) triples for the engine; LoRAs that are zero all along are left
+        out (they add nothing)."""
+        return [(e.lora, e.strength, e.schedule) for e in self.entries
+                if e.strength != 0 or (e.schedule.end_strength or 0) != 0]
 
     def check_fits(self, loaded: LoadedBase) -> None:
         for e in self.entries:
             check_same_base(f"motion LoRA '{e.name}'", e.base_name, e.base_fingerprint, loaded)
 
     def mix(self) -> list[dict]:
-        """Each entry's name, strength and share of the combined motion (by |strength|)."""
-        total = sum(abs(e.strength) for e in self.entries)
-        return [{"name": e.name, "strength": e.strength,
-                 "share": abs(e.strength) / total if total else 0.0} for e in self.entries]
+        """Each entry's name, strength, schedule and share of the combined motion (by its |strength|
+        averaged over the whole run, so a LoRA acting on half the run counts half)."""
+        total = sum(e.presence for e in self.entries)
+        return [{"name": e.name, "strength": e.strength, "start": e.schedule.start, "end": e.schedule.end,
+                 "end_strength": e.schedule.end_strength,
+                 "share": e.presence / total if total else 0.0} for e in self.entries]
 
 
 @dataclass(frozen=True, eq=False)

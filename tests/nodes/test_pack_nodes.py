@@ -48,8 +48,8 @@ def test_entrypoint_is_v3_only_with_every_node(pack, comfy):
     extension = asyncio.run(pack.comfy_entrypoint())
     node_list = asyncio.run(extension.get_node_list())
     schemas = [cls.GET_SCHEMA() for cls in node_list]
-    assert len({s.node_id for s in schemas}) == len(schemas) == 13
-    assert [s.node_id for s in schemas if s.is_deprecated] == ["CAV_TrainMotionLora"]
+    assert len({s.node_id for s in schemas}) == len(schemas) == 14
+    assert [s.node_id for s in schemas if s.is_deprecated] == ["CAV_TrainMotionLora", "CAV_MotionLoraStack"]
     for schema in schemas:
         assert schema.node_id.startswith("CAV_") and schema.category == "Customize-A-Video"
         assert schema.display_name.endswith("(Customize-A-Video)") and schema.description

@@ -47,11 +47,33 @@ def test_stack_grows_into_new_values_and_never_mutates(values):
 def test_stack_weights_leave_out_zero_and_mix_by_absolute_strength(values):
     stack = values.MotionLoraStack().plus(motion(values, "a"), 0.6).plus(motion(values, "b"), -0.2) \
         .plus(motion(values, "c"), 0.0)
-    assert [s for _, s in stack.weighted()] == [0.6, -0.2]
+    assert [(s, schedule.is_whole_run) for _, s, schedule in stack.weighted()] == [(0.6, True), (-0.2, True)]
     mix = stack.mix()
     assert [m["name"] for m in mix] == ["a", "b", "c"]
     assert [round(m["share"], 3) for m in mix] == [0.75, 0.25, 0.0]
     assert values.MotionLoraStack().mix() == []
+
+
+def test_stack_entries_carry_their_schedule_and_share_by_presence_over_the_run(values):
+    from cav_core.lora_schedule import LoraSchedule
+
+    stack = values.MotionLoraStack().plus(motion(values, "a"), 1.25) \
+        .plus(motion(values, "b"), 1.0, LoraSchedule(0.0, 0.5)) \
+        .plus(motion(values, "c"), 0.0, LoraSchedule(0.5, 1.0, 1.0)) \
+        .plus(motion(values, "d"), 1.0, LoraSchedule(0.0, 1.0, -1.0)) \
+        .plus(motion(values, "e"), 0.0, LoraSchedule(0.2, 0.4))
+    assert stack.has_schedules and not values.MotionLoraStack().plus(motion(values), 1.0).has_schedules
+    weighted = stack.weighted()  # e is zero all along; c starts at zero but ramps up
+    assert [(s, sch) for _, s, sch in weighted] == [(1.25, LoraSchedule()), (1.0, LoraSchedule(0.0, 0.5)),
+                                                   (0.0, LoraSchedule(0.5, 1.0, 1.0)),
+                                                   (1.0, LoraSchedule(0.0, 1.0, -1.0))]
+    # presence: a 1.25, b 0.5 (half the run), c 0.25 (ramp 0->1 over half), d 0.5 (|1 -> -1|), e 0
+    mix = stack.mix()
+    assert [round(m["share"], 4) for m in mix] == [0.5, 0.2, 0.1, 0.2, 0.0]
+    assert (mix[1]["start"], mix[1]["end"], mix[1]["end_strength"]) == (0.0, 0.5, None)
+    assert mix[2]["end_strength"] == 1.0
+    with pytest.raises(CavError, match="schedule of 'zigzag': start"):
+        values.MotionLoraStack().plus(motion(values), 1.0, LoraSchedule(0.6, 0.4))
 
 
 def test_stack_refuses_a_lora_from_another_base_naming_both(values):
