@@ -3,14 +3,14 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from . import constants, lora_listing
+from . import constants, lora_listing, presets
 
 _registered = False
 
 
 def register() -> None:
-    """Serve ``constants`` and the motion-LoRA routes to the frontend (once per server; nothing to do
-    without a server)."""
+    """Serve ``constants``, the motion-LoRA routes and the stack presets to the frontend (once per
+    server; nothing to do without a server)."""
     global _registered
     from server import PromptServer
 
@@ -22,5 +22,6 @@ def register() -> None:
         return web.json_response(constants.as_json())
 
     lora_listing.add_routes(PromptServer.instance.routes)
+    presets.add_routes(PromptServer.instance.routes)
 
     _registered = True
