@@ -1,7 +1,8 @@
 // The names the pack's Python nodes and this frontend share: node ids by role, socket types,
-// websocket events and the keys of the ui dicts nodes return. Their one home is
-// nodes/constants.py; nodes/routes.py serves it, and this module reads it once. The top-level
-// await means every module importing this one has the names before any node is registered.
+// websocket events, the keys of the ui dicts nodes return, routes, folders and what a stack row
+// may hold. Their one home is nodes/constants.py; nodes/routes.py serves it, and this module
+// reads it once. The top-level await means every module importing this one has the names before
+// any node is registered.
 // When the route cannot be read the editor still works, only without the pack's drawings.
 import { api } from "../../scripts/api.js";
 
@@ -26,6 +27,8 @@ export const socket_types = Object.freeze({ ...shared.socket_types }); // role -
 export const events = Object.freeze({ ...shared.events }); // role -> websocket event name
 export const ui_keys = Object.freeze({ ...shared.ui_keys }); // role -> key of a node's ui dict
 export const routes = Object.freeze({ ...shared.routes }); // role -> the pack's other HTTP routes
+export const folders = Object.freeze({ ...shared.folders }); // role -> folder_paths key (ComfyUI's /models/<key>)
+export const stack_rows = Object.freeze({ ...shared.stack_rows }); // what a Motion LoRA Stack row may hold
 
 // The node ids of these roles (empty when the names could not be read).
 export function nodeIdsOf(...roles) {

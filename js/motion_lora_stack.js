@@ -1,13 +1,12 @@
-// The motion-LoRA mix on the stack and loader nodes: one bar per LoRA with its strength, and the
-// combined mix (each LoRA's share of the summed |strength|). After a run the node reports its
-// whole stack, upstream loaders included, under the ui key ui_keys.stack.
+// The motion-LoRA mix on the loader and the old 3-slot stack nodes: one bar per LoRA with its
+// strength, and the combined mix (each LoRA's share of the summed |strength|). After a run the
+// node reports its whole stack, upstream loaders included, under the ui key ui_keys.stack.
 import { app } from "../../scripts/app.js";
 import { node_ids, nodeIdsOf, ui_keys } from "./constants.js";
-import { PAD, chainMethod, reserveHeight } from "./node_hooks.js";
+import { COLOURS, PAD, chainMethod, drawShares, reserveHeight } from "./node_hooks.js";
 
 const NODES = nodeIdsOf("motion_lora_stack", "load_motion_lora");
 const SLOT = /^motion_lora_(\d+)$/; // the stack's LoRA inputs; strength_N is the strength of motion_lora_N
-const COLOURS = ["#e0583c", "#3c78dc", "#3ca050", "#a04cbe", "#d8a020", "#20a8b0"];
 const BAR = 10;
 const GAP = 4;
 
@@ -74,13 +73,8 @@ function drawStack(ctx, node, entries) {
     y += BAR + GAP;
   });
   // The combined mix: each LoRA's share of the summed |strength|.
-  let x = PAD;
-  entries.forEach((e, i) => {
-    const w = (Math.abs(e.strength) / total) * width;
-    ctx.fillStyle = COLOURS[i % COLOURS.length];
-    ctx.fillRect(x, y, w, BAR);
-    x += w;
-  });
+  drawShares(ctx, PAD, y, width, BAR,
+    entries.map((e, i) => ({ share: Math.abs(e.strength) / total, colour: COLOURS[i % COLOURS.length] })));
   ctx.fillStyle = "#aaa";
   ctx.fillText("combined mix", PAD, y + BAR + 7);
   ctx.restore();

@@ -2,6 +2,20 @@
 // room below the widgets to draw in.
 
 export const PAD = 8; // margin of everything drawn on a node
+export const COLOURS = ["#e0583c", "#3c78dc", "#3ca050", "#a04cbe", "#d8a020", "#20a8b0"]; // one per motion LoRA
+
+// The combined mix as one bar: each entry ({share: 0..1, colour}) a segment as wide as its share.
+export function drawShares(ctx, x, y, width, height, entries) {
+  ctx.fillStyle = "#2a2a2a";
+  ctx.fillRect(x, y, width, height);
+  let at = x;
+  for (const e of entries) {
+    const w = e.share * width;
+    ctx.fillStyle = e.colour;
+    ctx.fillRect(at, y, w, height);
+    at += w;
+  }
+}
 
 // Call fn after the node type's own `name` method (if any), keeping that method's result.
 export function chainMethod(nodeType, name, fn) {

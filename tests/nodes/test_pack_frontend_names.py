@@ -32,14 +32,15 @@ def _source(path: str) -> str:
 
 def test_the_frontend_has_its_files():
     names = {os.path.basename(p) for p in JS_FILES}
-    assert {"constants.js", "motion_lora_stack.js", "loss_curve.js"} <= names
+    assert {"constants.js", "motion_lora_stack.js", "motion_stack.js", "loss_curve.js"} <= names
 
 
 @pytest.mark.parametrize("path", JS_FILES, ids=os.path.basename)
 def test_no_shared_name_is_hard_coded_in_js(path, constants):
     text = _source(path)
     literals = {*constants.NODE_IDS.values(), *constants.SOCKET_TYPES.values(),
-                *constants.EVENTS.values(), *constants.UI_KEYS.values(), *constants.ROUTES.values()}
+                *constants.EVENTS.values(), *constants.UI_KEYS.values(), *constants.ROUTES.values(),
+                *constants.FOLDERS.values()}
     found = sorted({m for m in re.findall(r"\bCAV_\w+", text)} | {v for v in literals if v in text})
     assert found == [], f"{os.path.basename(path)} names {found}: read them from ./constants.js instead"
 
@@ -53,5 +54,5 @@ def test_constants_js_reads_the_route_nodes_constants_serves(constants):
 @pytest.mark.parametrize("path", [p for p in JS_FILES if not p.endswith("constants.js")], ids=os.path.basename)
 def test_feature_files_take_the_names_from_constants_js(path):
     text = _source(path)
-    if re.search(r"\bnode_ids\b|\bevents\b|\bui_keys\b|\broutes\b|\bnodeIdsOf\b", text):
+    if re.search(r"\bnode_ids\b|\bevents\b|\bui_keys\b|\broutes\b|\bfolders\b|\bstack_rows\b|\bnodeIdsOf\b", text):
         assert 'from "./constants.js"' in text
