@@ -59,7 +59,8 @@ class MotionStack(io.ComfyNode):
     @classmethod
     def define_schema(cls) -> io.Schema:
         template = io.Autogrow.TemplateNames(
-            types.MotionLora.Input("motion", optional=True,
+            # the template must be a required input (ComfyUI 0.8.0 expands only those); the group is optional
+            types.MotionLora.Input("motion",
                                    tooltip="A motion LoRA trained in this graph (Train Motion T-LoRA); each "
                                            "connected socket is a row of the stack."),
             names=socket_names(), min=1)
@@ -72,15 +73,16 @@ class MotionStack(io.ComfyNode):
                         "on with an optional ramp. Save and load rows as presets from the node's menu.",
             inputs=[
                 io.String.Input(STACK_ROWS["widget"], default="[]", socketless=True, tooltip=ROWS_TOOLTIP),
-                io.Autogrow.Input(STACK_ROWS["autogrow"], template=template, optional=True,
-                                  tooltip="Motion LoRAs trained in this graph; a new socket appears as you "
-                                          "connect one."),
                 types.MotionLoraStack.Input("stack", optional=True,
                                             tooltip="A stack to extend: its LoRAs come first (chain stacks "
                                                     "and loaders)."),
                 types.T2VBase.Input("base", optional=True,
                                     tooltip="Needed only for MotionDirector files (.pt or their .safetensors "
                                             "export): they are converted for this base when loaded."),
+                # last: the editor appends the sockets a saved graph adds after the defined inputs
+                io.Autogrow.Input(STACK_ROWS["autogrow"], template=template, optional=True,
+                                  tooltip="Motion LoRAs trained in this graph; a new socket appears as you "
+                                          "connect one."),
             ],
             outputs=[types.MotionLoraStack.Output(display_name="stack",
                                                   tooltip="The combined motion LoRAs, for Sample Video.")],
