@@ -188,3 +188,23 @@ def read_video(path: str) -> tuple[int, int, int]:
     size = int(capture.get(cv2.CAP_PROP_FRAME_WIDTH)), int(capture.get(cv2.CAP_PROP_FRAME_HEIGHT))
     capture.release()
     return count, *size
+
+
+def write_motion_lora(base_folder: str, path: str, seed: int) -> str:
+    """A motion-LoRA file for the base in ``base_folder`` with random, clearly non-zero weights
+    (what a training would write, without the minutes a training takes)."""
+    import torch
+
+    from cav_core import adapters, load_base
+    from cav_core.adapter_file import AdapterFile, save_adapter_file
+    from cav_core.adapters import TEMPORAL, LoraWeights
+    from cav_core.targeting import temporal_targets
+
+    base = load_base(base_folder)
+    adapters.inject_lora(base.unet, "tmp", temporal_targets(base.unet), 2, 2.0)
+    shapes = {k: v.shape for k, v in adapters.extract_lora(base.unet, "tmp", TEMPORAL, 2, 2.0).tensors.items()}
+    g = torch.Generator().manual_seed(seed)
+    lora = LoraWeights(TEMPORAL, 2, 2.0, {k: torch.randn(s, generator=g) * 0.3 for k, s in shapes.items()})
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    save_adapter_file(path, AdapterFile(base.name, base.fingerprint, temporal=lora))
+    return path

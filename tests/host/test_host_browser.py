@@ -23,7 +23,8 @@ from tools.comfyui.browser import chromium_path
 from .host_client import PACK_DIR_NAME, ROOT, shared_constants
 
 WORKFLOWS = sorted(f for f in os.listdir(os.path.join(ROOT, "workflows")) if f.endswith(".json"))
-EXTENSIONS = ["customize_a_video.motion_lora_stack", "customize_a_video.loss_curve"]
+EXTENSIONS = ["customize_a_video.motion_lora_stack", "customize_a_video.loss_curve", "customize_a_video.motion_stack"]
+OLD_STACK = os.path.join("tests", "data", "workflow_multi_motion_3slot.json")  # the 3-slot stack and a loader
 
 
 C = shared_constants()
@@ -82,7 +83,8 @@ def page(browser, host):
 
 
 def _load(page, name: str) -> list[dict]:
-    with open(os.path.join(ROOT, "workflows", name)) as f:
+    """Open a shipped workflow (by file name) or a file of the repository (by its relative path)."""
+    with open(os.path.join(ROOT, name if os.sep in name else os.path.join("workflows", name))) as f:
         workflow = json.load(f)
     return page.evaluate("""async (wf) => {
         await window.app.loadGraphData(wf);
@@ -123,7 +125,7 @@ def test_every_shipped_workflow_opens_with_all_nodes_known(page, name):
 
 
 def test_the_stack_node_draws_each_strength_and_the_mix(page):
-    nodes = _load(page, "multi_motion_combination.json")
+    nodes = _load(page, OLD_STACK)
     stack = next(n for n in nodes if n["type"] == C.NODE_IDS["motion_lora_stack"])
     texts = page.evaluate("""(id) => {
         const node = window.app.graph.getNodeById(id);
@@ -139,7 +141,7 @@ def test_the_stack_node_draws_each_strength_and_the_mix(page):
 
 
 def test_the_stack_node_shows_the_whole_reported_stack_after_a_run(page):
-    nodes = _load(page, "multi_motion_combination.json")
+    nodes = _load(page, OLD_STACK)
     stack = next(n for n in nodes if n["type"] == C.NODE_IDS["motion_lora_stack"])
     result = page.evaluate("""([id, key]) => {
         const node = window.app.graph.getNodeById(id);
@@ -160,7 +162,7 @@ def test_the_stack_node_shows_the_whole_reported_stack_after_a_run(page):
 
 
 def test_the_stack_node_draws_a_bar_for_every_lora_input_it_has(page):
-    nodes = _load(page, "multi_motion_combination.json")
+    nodes = _load(page, OLD_STACK)
     stack = next(n for n in nodes if n["type"] == C.NODE_IDS["motion_lora_stack"])
     result = page.evaluate("""([id, type]) => {
         const node = window.app.graph.getNodeById(id);
@@ -179,7 +181,7 @@ def test_the_stack_node_draws_a_bar_for_every_lora_input_it_has(page):
     }""", [stack["id"], C.SOCKET_TYPES["motion_lora"]])
     assert "motion_lora_4  +0.30" in result["texts"]
     assert result["bar"] == 14, "room for one more bar (BAR + GAP)"
-    _load(page, "multi_motion_combination.json")  # leave the shipped graph as it was
+    _load(page, OLD_STACK)  # leave the graph as it was
 
 
 def test_training_nodes_draw_the_live_loss_curve_from_cav_loss_events(page):
@@ -208,7 +210,7 @@ def test_without_the_constants_route_the_editor_works_without_the_drawings(brows
     try:
         names = tab.evaluate("() => window.app.extensions.map((e) => e.name)")
         assert set(EXTENSIONS) <= set(names)
-        nodes = _load(tab, "multi_motion_combination.json")
+        nodes = _load(tab, OLD_STACK)
         assert [n["type"] for n in nodes if not n["registered"]] == []
         stack = next(n for n in nodes if n["type"] == C.NODE_IDS["motion_lora_stack"])
         texts = tab.evaluate("(id) => window.cavDraw(window.app.graph.getNodeById(id))", stack["id"])

@@ -1,5 +1,6 @@
-"""Every shipped workflow, converted from its UI-format file, runs through POST /prompt, and so
-does a workflow saved before the training settings could be auto (its nodes are deprecated, not gone).
+"""Every shipped workflow, converted from its UI-format file, runs through POST /prompt, and so do
+workflows saved with nodes that are deprecated since, not gone: one from before the training
+settings could be auto, one with the 3-slot Motion LoRA Stack fed by a Load Motion LoRA.
 
 The workflows are shipped for the bundled shapes-world model. To keep the suite short the
 converted prompts get fewer steps (2 training steps per stage, 2 denoising steps); frame counts
@@ -16,11 +17,12 @@ import urllib.parse
 
 import pytest
 
-from .host_client import ROOT, TOY_MODEL, assert_success, base_choice, messages, read_video
+from .host_client import ROOT, TOY_MODEL, assert_success, base_choice, messages, read_video, write_motion_lora
 from tools.comfyui.ui_to_api import ui_to_api
 
 WORKFLOWS = sorted(glob.glob(os.path.join(ROOT, "workflows", "*.json")))
 OLD_WORKFLOW = os.path.join(ROOT, "tests", "data", "workflow_one_shot_before_recipes.json")
+OLD_STACK_WORKFLOW = os.path.join(ROOT, "tests", "data", "workflow_multi_motion_3slot.json")
 MOTION_TRAINERS = ("CAV_TrainMotion", "CAV_TrainMotionLora")
 SHORT_STEPS = {"CAV_TrainAbsorber": 2, "CAV_SampleVideo": 2, **{t: 2 for t in MOTION_TRAINERS}}
 
@@ -77,17 +79,31 @@ def check_outputs(host, prompt: dict, entry: dict) -> None:
             assert host.request("GET", f"/view?{query}")[0] == 200
 
 
+def base_folder(host, choice: str) -> str:
+    folder = os.path.join(host.dirs["diffusers"], choice)
+    return folder if os.path.isdir(folder) else os.path.dirname(TOY_MODEL)  # else: the bundled one
+
+
 def loaded_base(host, choice: str):
     """The base a Load T2V Base choice names, loaded here to read its recipe's defaults."""
     from cav_core import load_base
 
-    folder = os.path.join(host.dirs["diffusers"], choice)
-    return load_base(folder if os.path.isdir(folder) else os.path.dirname(TOY_MODEL))  # else: the bundled one
+    return load_base(base_folder(host, choice))
 
 
-@pytest.mark.parametrize("path", [*WORKFLOWS, OLD_WORKFLOW], ids=lambda p: os.path.splitext(os.path.basename(p))[0])
+def write_loaded_files(host, prompt: dict) -> None:
+    """The files the prompt's Load Motion LoRA nodes read, made for the prompt's base."""
+    choice = next(v["inputs"]["model"] for v in prompt.values() if v["class_type"] == "CAV_LoadBase")
+    for seed, node in enumerate(v for v in prompt.values() if v["class_type"] == "CAV_LoadMotionLora"):
+        path = os.path.join(host.dirs["loras"], node["inputs"]["lora_name"])
+        write_motion_lora(base_folder(host, choice), path, seed)
+
+
+@pytest.mark.parametrize("path", [*WORKFLOWS, OLD_WORKFLOW, OLD_STACK_WORKFLOW],
+                         ids=lambda p: os.path.splitext(os.path.basename(p))[0])
 def test_shipped_workflow_runs(host, path):
     prompt = shipped_prompt(host, path)
+    write_loaded_files(host, prompt)
     entry = host.run(prompt)
     assert_success(host, entry)
     check_outputs(host, prompt, entry)
