@@ -46,6 +46,12 @@ def note(id, pos, text, size=(360, 200)):
     return {"id": id, "type": "MarkdownNote", "pos": pos, "text": text, "size": list(size)}
 
 
+def stack_row(input=None, lora=None, strength=1.0, start=0.0, end=1.0, end_strength=None, on=True) -> dict:
+    """One row of the Motion LoRA Stack's rows widget (nodes/stack_rows.py)."""
+    return {"on": on, "lora": lora, "input": input, "strength": strength, "start": start, "end": end,
+            "end_strength": end_strength}
+
+
 def one_shot():
     return [
         note(1, [0, -320], "## One-shot motion transfer\nLearn the motion of ONE clip (the bundled zigzag of a red "
@@ -65,7 +71,8 @@ def one_shot():
              {"base": (2, 0), "reference": (3, 0), "absorber": (4, 0)}),
         node(6, "PreviewImage", [880, -200], {}, {"images": (4, 1)}, title="Absorber loss"),
         node(7, "PreviewImage", [880, 80], {}, {"images": (5, 1)}, title="Motion loss"),
-        node(8, ID["motion_lora_stack"], [880, 380], {}, {"motion_lora_1": (5, 0)}),
+        node(8, ID["motion_stack"], [880, 380], {"rows": json.dumps([stack_row(input="motion_1")])},
+             {"motion_loras.motion_1": (5, 0)}, size=[400, 270]),
         node(9, ID["sample"], [1300, 0], {**SAMPLE, "prompt": "a yellow triangle moving on a gray background"},
              {"base": (2, 0), "motion_loras": (8, 0)}),
         node(10, "CreateVideo", [1740, 0], {"fps": 8.0}, {"images": (9, 0), "fps": (9, 1)}),
@@ -94,7 +101,8 @@ def appearance():
              {"base": (2, 0), "reference": (6, 0)}, title="Train Appearance S-LoRA"),
         node(8, ID["apply_appearance"], [880, 700], {"use_slora": True, "use_textual_inversion": True,
                                                     "strength": 1.0}, {"absorber": (7, 0)}),
-        node(9, ID["motion_lora_stack"], [880, 330], {}, {"motion_lora_1": (5, 0)}),
+        node(9, ID["motion_stack"], [880, 330], {"rows": json.dumps([stack_row(input="motion_1")])},
+             {"motion_loras.motion_1": (5, 0)}, size=[400, 270]),
         node(10, ID["sample"], [1300, 0], {**SAMPLE, "prompt": "a blue circle moving on a gray background"},
              {"base": (2, 0), "motion_loras": (9, 0), "appearance": (8, 0)}),
         node(11, "SaveVideo", [1740, 0], {"filename_prefix": "customize_a_video/appearance", "format": "auto",
@@ -104,11 +112,13 @@ def appearance():
 
 
 def multi_motion():
+    rows = [stack_row(input="motion_1", strength=0.6), stack_row(input="motion_2", strength=0.6, end=0.5)]
     return [
         note(1, [0, -250], "## Multi-motion combination\nTwo motions learned one-shot (zigzag, figure eight) and "
-             "combined: Motion LoRA Stack adds their weighted deltas. Try other strengths; the node draws each "
-             "strength and the resulting mix.\n\nSaved motion LoRAs can be chained with Load Motion LoRA "
-             "instead of training them here.", (420, 200)),
+             "combined: Motion LoRA Stack adds their weighted deltas, one row each. The figure eight acts only in "
+             "the first half of the denoising run (its row's schedule, drawn as a timeline).\n\nTry other "
+             "strengths and schedules, or add saved motion LoRAs "
+             "with **+ Add motion**; save the rows as a preset from the node's *presets* menu.", (420, 220)),
         node(2, ID["load_base"], [0, 0], {"model": BASE, "precision": "auto"}),
         node(3, ID["load_reference"], [0, 160], {"video": ZIGZAG}, {"base": (2, 0)}, title="Zigzag reference"),
         node(4, ID["train_absorber"], [440, -200],
@@ -124,8 +134,8 @@ def multi_motion():
         node(8, ID["train_motion"], [440, 1390],
              {"prompt": "a blue circle moving on a gray background", "name": "figure_eight"},
              {"base": (2, 0), "reference": (6, 0), "absorber": (7, 0)}, title="Train figure-eight T-LoRA"),
-        node(9, ID["motion_lora_stack"], [880, 330], {"strength_1": 0.6, "strength_2": 0.6},
-             {"motion_lora_1": (5, 0), "motion_lora_2": (8, 0)}),
+        node(9, ID["motion_stack"], [880, 330], {"rows": json.dumps(rows)},
+             {"motion_loras.motion_1": (5, 0), "motion_loras.motion_2": (8, 0)}, size=[400, 300]),
         node(10, ID["inspect_motion_lora"], [880, 800], {}, {"motion_lora": (8, 0)}, size=[380, 300]),
         node(11, ID["sample"], [1300, 0], {**SAMPLE, "prompt": "a green square moving on a white background"},
              {"base": (2, 0), "motion_loras": (9, 0)}),
@@ -142,18 +152,34 @@ WORKFLOW_SPECS = {
 }
 
 
-def _socket_inputs(definition: dict) -> list[tuple[str, str, bool]]:
-    """(name, type, optional) of the inputs that are sockets (not widgets), in order."""
+AUTOGROW = "COMFY_AUTOGROW_V3"
+
+
+def _socket_inputs(definition: dict, linked=()) -> list[tuple[str, str, bool]]:
+    """(name, type, optional) of the inputs that are sockets (not widgets), in order. A growing
+    socket group (io.Autogrow) has, as the editor saves it, its linked sockets and the next free one."""
     out = []
     order = definition.get("input_order", {})
     for section in ("required", "optional"):
         for name in order.get(section, []):
             kind, *rest = definition["input"][section][name]
             options = rest[0] if rest and isinstance(rest[0], dict) else {}
+            if kind == AUTOGROW:
+                out += _autogrow_sockets(name, options["template"], linked)
+                continue
             widget = isinstance(kind, list) or kind in WIDGET_TYPES
             if not widget or options.get("forceInput"):
                 out.append((name, kind, section == "optional"))
     return out
+
+
+def _autogrow_sockets(group: str, template: dict, linked) -> list[tuple[str, str, bool]]:
+    names = template.get("names") or [f"{template['prefix']}{i}" for i in range(template["max"])]
+    (kind, _), = [spec for part in template["input"].values() for spec in part.values()]
+    used = [i for i, n in enumerate(names) if f"{group}.{n}" in linked]
+    least = template.get("min", 1)
+    count = min(len(names), max(least, (max(used) + 2) if used else 1))
+    return [(f"{group}.{n}", kind, i >= least) for i, n in enumerate(names[:count])]
 
 
 def _widget_values(definition: dict, widgets: dict, where: str) -> list:
@@ -190,10 +216,12 @@ def build(spec: list[dict], object_info: dict) -> dict:
             continue
         definition = object_info[n["type"]]
         inputs = []
-        sockets = _socket_inputs(definition)
+        sockets = _socket_inputs(definition, n["links"])
         names = [s[0] for s in sockets]
         for name, kind, optional in sockets:
             entry = {"name": name, "type": kind if isinstance(kind, str) else "COMBO", "link": None}
+            if "." in name:  # a socket of a growing group shows its own name
+                entry["label"] = name.split(".", 1)[1]
             if optional:
                 entry["shape"] = 7
             inputs.append(entry)
@@ -234,8 +262,9 @@ def build(spec: list[dict], object_info: dict) -> dict:
             "extra": {"ds": {"scale": 0.6, "offset": [60, 320]}}, "version": 0.4}
 
 
-# Room the pack's frontend extension draws in below the widgets (js/motion_lora_stack.js, js/loss_curve.js).
-_EXTRA_HEIGHT = {ID["motion_lora_stack"]: 78, ID["load_motion_lora"]: 78, ID["train_absorber"]: 64,
+# Room the pack's frontend extension draws in below the widgets (js/motion_lora_stack.js, js/loss_curve.js;
+# the Motion LoRA Stack's rows are sized in its spec).
+_EXTRA_HEIGHT = {ID["load_motion_lora"]: 78, ID["train_absorber"]: 64,
                  ID["train_motion"]: 64}
 
 

@@ -12,6 +12,7 @@ import argparse
 import json
 import os
 import sys
+import urllib.request
 
 from tools.comfyui.browser import chromium_path
 
@@ -30,6 +31,10 @@ def main() -> None:
     with open(os.path.join(ROOT, "workflows", args.workflow + ".json")) as f:
         workflow = json.load(f)
     width, height = (int(v) for v in args.size.split("x"))
+    # The template browser opens over the graph on a first visit unless the server's user settings
+    # say the tutorial is done (Escape does not close it in frontend 1.35).
+    urllib.request.urlopen(urllib.request.Request(args.url.rstrip("/") + "/settings/Comfy.TutorialCompleted",
+                                                  data=b"true", method="POST"), timeout=30).close()
     with sync_playwright() as playwright:
         chromium = chromium_path(playwright)
         if chromium is None:
