@@ -55,7 +55,9 @@ def test_model_folders_come_from_extra_model_paths(host):
 
 def test_frontend_extension_and_workflow_templates_are_served(host):
     listed = host.get("/extensions")
-    for name in ("constants.js", "motion_lora_stack.js", "motion_stack.js", "loss_curve.js", "node_hooks.js"):
+    for name in ("constants.js", "motion_lora_stack.js", "motion_stack.js", "loss_curve.js", "node_hooks.js",
+                 "stack_controls.js", "stack_draw.js", "stack_files.js", "stack_menus.js", "stack_model.js",
+                 "stack_presets.js", "stack_row_widgets.js"):
         script = f"/extensions/{PACK_DIR_NAME}/{name}"
         assert script in listed
         status, _ = host.request("GET", script)

@@ -32,7 +32,9 @@ def _source(path: str) -> str:
 
 def test_the_frontend_has_its_files():
     names = {os.path.basename(p) for p in JS_FILES}
-    assert {"constants.js", "motion_lora_stack.js", "motion_stack.js", "loss_curve.js"} <= names
+    assert {"constants.js", "motion_lora_stack.js", "motion_stack.js", "loss_curve.js", "stack_controls.js",
+            "stack_draw.js", "stack_files.js", "stack_menus.js", "stack_model.js", "stack_presets.js",
+            "stack_row_widgets.js"} <= names
 
 
 @pytest.mark.parametrize("path", JS_FILES, ids=os.path.basename)

@@ -1,0 +1,49 @@
+// What the server knows of the motion-LoRA files, for the Motion LoRA Stack's rows and menus: their
+// names, their details and previews (the pack's listing route); and the toasts that tell the user.
+import { app } from "../../scripts/app.js";
+import { api } from "../../scripts/api.js";
+import { folders, routes } from "./constants.js";
+
+export const files = { names: null, listing: null, listingStatus: "", images: new Map(), loading: null };
+
+export function refreshFiles() {
+  files.loading = (async () => {
+    try {
+      const response = await api.fetchApi(`/models/${folders.motion_loras}`);
+      files.names = response.ok ? await response.json() : null;
+    } catch {
+      files.names = null;
+    }
+    files.listing = null;
+    try {
+      const response = await api.fetchApi(routes.motion_loras);
+      files.listingStatus = response.ok ? "" : `HTTP ${response.status}`;
+      if (response.ok) files.listing = new Map((await response.json()).map((entry) => [entry.name, entry]));
+    } catch (error) {
+      files.listingStatus = String(error);
+    }
+    app.graph?.setDirtyCanvas(true, false);
+  })();
+  return files.loading;
+}
+
+// A file's preview as an image the canvas draws (animated webp frames advance as the canvas redraws).
+export function previewImage(name) {
+  if (!files.listing?.get(name)?.preview) return null;
+  if (!files.images.has(name)) {
+    const img = new Image();
+    img.onload = () => app.graph?.setDirtyCanvas(true, false);
+    img.src = api.apiURL(`${routes.preview}?name=${encodeURIComponent(name)}`);
+    files.images.set(name, img);
+  }
+  const img = files.images.get(name);
+  return img.complete && img.naturalWidth ? img : null;
+}
+
+export const isMissing = (row) => row.lora != null && Array.isArray(files.names) && !files.names.includes(row.lora);
+
+export function notify(severity, summary, detail) {
+  const toast = app.extensionManager?.toast;
+  if (toast?.add) toast.add({ severity, summary, detail, life: 5000 });
+  else (severity === "error" ? console.error : console.info)(`${summary}: ${detail}`);
+}
