@@ -4,27 +4,31 @@ import { app } from "../../scripts/app.js";
 import { api } from "../../scripts/api.js";
 import { folders, routes } from "./constants.js";
 
-export const files = { names: null, listing: null, listingStatus: "", images: new Map(), loading: null };
+export const files = { names: null, listing: null, listingStatus: "", images: new Map() };
 
-export function refreshFiles() {
-  files.loading = (async () => {
-    try {
-      const response = await api.fetchApi(`/models/${folders.motion_loras}`);
-      files.names = response.ok ? await response.json() : null;
-    } catch {
-      files.names = null;
-    }
-    files.listing = null;
-    try {
-      const response = await api.fetchApi(routes.motion_loras);
-      files.listingStatus = response.ok ? "" : `HTTP ${response.status}`;
-      if (response.ok) files.listing = new Map((await response.json()).map((entry) => [entry.name, entry]));
-    } catch (error) {
-      files.listingStatus = String(error);
-    }
-    app.graph?.setDirtyCanvas(true, false);
-  })();
-  return files.loading;
+export async function refreshFiles() {
+  try {
+    const response = await api.fetchApi(`/models/${folders.motion_loras}`);
+    files.names = response.ok ? await response.json() : null;
+  } catch {
+    files.names = null;
+  }
+  // The old listing stays drawn until the new one is read (no flicker of the thumbnails).
+  let listing = null;
+  try {
+    const response = await api.fetchApi(routes.motion_loras);
+    files.listingStatus = response.ok ? "" : `HTTP ${response.status}`;
+    if (response.ok) listing = new Map((await response.json()).map((entry) => [entry.name, entry]));
+  } catch (error) {
+    files.listingStatus = String(error);
+  }
+  files.listing = listing;
+  // Previews that failed to load, or whose file's details changed (saved again), are read again.
+  for (const [name, img] of files.images) {
+    const seen = JSON.stringify(listing?.get(name) ?? null);
+    if ((img.complete && !img.naturalWidth) || img.cavEntry !== seen) files.images.delete(name);
+  }
+  app.graph?.setDirtyCanvas(true, false);
 }
 
 // A file's preview as an image the canvas draws (animated webp frames advance as the canvas redraws).
@@ -32,8 +36,9 @@ export function previewImage(name) {
   if (!files.listing?.get(name)?.preview) return null;
   if (!files.images.has(name)) {
     const img = new Image();
+    img.cavEntry = JSON.stringify(files.listing.get(name));
     img.onload = () => app.graph?.setDirtyCanvas(true, false);
-    img.src = api.apiURL(`${routes.preview}?name=${encodeURIComponent(name)}`);
+    img.src = api.apiURL(`${routes.preview}?name=${encodeURIComponent(name)}&v=${Date.now()}`);
     files.images.set(name, img);
   }
   const img = files.images.get(name);

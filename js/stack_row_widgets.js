@@ -134,7 +134,7 @@ function rowMouse(node, widget, event, pos) {
     if (hitPart(widget.areas, pos) !== drag.part) return true;
     if (drag.part === "value" && !drag.moved) {
       app.canvas.prompt("Strength", row.strength, (v) => {
-        const value = Number(v);
+        const value = String(v).trim() === "" ? NaN : Number(v); // an emptied prompt keeps the strength
         if (Number.isFinite(value)) row.strength = fixed(clampStrength(value));
         changed(node);
       }, event);
@@ -151,8 +151,9 @@ function rowMouse(node, widget, event, pos) {
 }
 
 function moveHandle(row, handle, f) {
-  if (handle === "start") row.start = fixed(Math.min(f, row.end - SNAP));
-  else row.end = fixed(Math.max(f, row.start + SNAP));
+  // Within the run and at least a snap apart, unless a typed window is narrower (then it stays as typed).
+  if (handle === "start") row.start = fixed(Math.max(0, Math.min(f, row.end - SNAP)));
+  else row.end = fixed(Math.min(1, Math.max(f, row.start + SNAP)));
 }
 
 function schedulePrompt(node, row, event) {

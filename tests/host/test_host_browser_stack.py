@@ -279,6 +279,25 @@ def test_arrows_typing_the_row_menu_and_toggle_all(tab, host, files):
     now = rows_now()
     assert now[2]["strength"] == -0.35
     assert (now[0]["start"], now[0]["end"], now[0]["end_strength"]) == (0.2, 0.8, 0.5)
+    click(tab, point(2, "value"))
+    type_into_prompt("")  # an emptied prompt keeps the strength
+    assert rows_now()[2]["strength"] == -0.35
+    # A typed window narrower than a handle's snap, then a handle dragged: the window stays within the run.
+    click(tab, point(0, "schedule"))
+    type_into_prompt("98-100")
+    track = tab.evaluate("() => { const n = window.cavStack(); const w = n.widgets.find((x) => x.name === "
+                         "'cav_row_0'); const [l, r] = w.track; return [window.cavPoint(n, 'cav_row_0', 'track', "
+                         "(r - l + 4) / (r - l + 8)), window.cavPoint(n, 'cav_row_0', 'track', "
+                         "(0.3 * (r - l) + 4) / (r - l + 8))]; }")
+    tab.mouse.move(*track[0])
+    tab.mouse.down()
+    tab.mouse.move(*track[1], steps=5)
+    tab.mouse.up()
+    tab.wait_for_timeout(400)
+    dragged = rows_now()[0]
+    assert 0 <= dragged["start"] < dragged["end"] <= 1, dragged
+    click(tab, point(0, "schedule"))
+    type_into_prompt("20-80 > 0.5")
     click(tab, point(0, "menu"))
     menu_entry(tab, "Move down").click()
     assert [r["lora"] for r in rows_now()] == [files[1], files[0], files[2]]
