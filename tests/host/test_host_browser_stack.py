@@ -154,6 +154,18 @@ def preview_bytes(host, entry: dict, node_id: str) -> bytes:
     return body
 
 
+def drag_schedule_end(tab, row: int, fraction: float) -> None:
+    """Drag row ``row``'s timeline from its right end (the end handle) to ``fraction`` of the run."""
+    points = tab.evaluate("""([row, f]) => { const n = window.cavStack(); const name = 'cav_row_' + row;
+        const [l, r] = n.widgets.find((x) => x.name === name).track;
+        return [window.cavPoint(n, name, 'track', (r - l + 4) / (r - l + 8)),
+                window.cavPoint(n, name, 'track', (f * (r - l) + 4) / (r - l + 8))]; }""", [row, fraction])
+    tab.mouse.move(*points[0])
+    tab.mouse.down()
+    tab.mouse.move(*points[1], steps=5)
+    tab.mouse.up()
+
+
 def test_a_stack_built_with_the_mouse_is_the_stack_the_editor_queues(tab, host, files):
     graph_with_base_and_sample(tab)
     stack_id = add_stack_from_the_search_box(tab)
@@ -174,14 +186,7 @@ def test_a_stack_built_with_the_mouse_is_the_stack_the_editor_queues(tab, host, 
     tab.mouse.move(start[0] + 15, start[1], steps=3)
     tab.mouse.move(start[0] + 30, start[1], steps=3)
     tab.mouse.up()
-    track_end = tab.evaluate("() => { const n = window.cavStack(); const w = n.widgets.find((x) => x.name === "
-                             "'cav_row_1'); const [l, r] = w.track; return [window.cavPoint(n, 'cav_row_1', 'track', "
-                             "(r - l + 4) / (r - l + 8)), window.cavPoint(n, 'cav_row_1', 'track', "
-                             "(0.5 * (r - l) + 4) / (r - l + 8))]; }")
-    tab.mouse.move(*track_end[0])
-    tab.mouse.down()
-    tab.mouse.move(*track_end[1], steps=5)
-    tab.mouse.up()
+    drag_schedule_end(tab, 1, 0.5)
     expected = [{"on": True, "lora": files[0], "input": None, "strength": 1.3, "start": 0, "end": 1,
                  "end_strength": None},
                 {"on": True, "lora": files[1], "input": None, "strength": 1, "start": 0, "end": 0.5,
@@ -285,14 +290,7 @@ def test_arrows_typing_the_row_menu_and_toggle_all(tab, host, files):
     # A typed window narrower than a handle's snap, then a handle dragged: the window stays within the run.
     click(tab, point(0, "schedule"))
     type_into_prompt("98-100")
-    track = tab.evaluate("() => { const n = window.cavStack(); const w = n.widgets.find((x) => x.name === "
-                         "'cav_row_0'); const [l, r] = w.track; return [window.cavPoint(n, 'cav_row_0', 'track', "
-                         "(r - l + 4) / (r - l + 8)), window.cavPoint(n, 'cav_row_0', 'track', "
-                         "(0.3 * (r - l) + 4) / (r - l + 8))]; }")
-    tab.mouse.move(*track[0])
-    tab.mouse.down()
-    tab.mouse.move(*track[1], steps=5)
-    tab.mouse.up()
+    drag_schedule_end(tab, 0, 0.3)
     tab.wait_for_timeout(400)
     dragged = rows_now()[0]
     assert 0 <= dragged["start"] < dragged["end"] <= 1, dragged
