@@ -154,6 +154,16 @@ def preview_bytes(host, entry: dict, node_id: str) -> bytes:
     return body
 
 
+def stack_with_rows(tab, rows: list[dict]) -> None:
+    """A new graph holding one stack node with ``rows``, the canvas at scale 1 and no offset."""
+    tab.evaluate("""(rows) => {
+        app.graph.clear();
+        const node = LiteGraph.createNode('%s'); node.pos = [260, 160]; app.graph.add(node);
+        node.widgets.find((w) => w.name === 'rows').value = JSON.stringify(rows);
+        app.canvas.ds.scale = 1; app.canvas.ds.offset[0] = 0; app.canvas.ds.offset[1] = 0;
+    }""" % STACK, rows)
+
+
 def drag_schedule_end(tab, row: int, fraction: float) -> None:
     """Drag row ``row``'s timeline from its right end (the end handle) to ``fraction`` of the run."""
     points = tab.evaluate("""([row, f]) => { const n = window.cavStack(); const name = 'cav_row_' + row;
@@ -256,12 +266,7 @@ def test_rows_come_back_after_save_and_reload_and_with_copy_and_paste(tab, host,
 
 def test_arrows_typing_the_row_menu_and_toggle_all(tab, host, files):
     rows = [{"lora": files[0]}, {"lora": files[1], "on": False}, {"lora": files[2]}]
-    tab.evaluate("""(rows) => {
-        app.graph.clear();
-        const node = LiteGraph.createNode('%s'); node.pos = [260, 160]; app.graph.add(node);
-        node.widgets.find((w) => w.name === 'rows').value = JSON.stringify(rows);
-        app.canvas.ds.scale = 1; app.canvas.ds.offset[0] = 0; app.canvas.ds.offset[1] = 0;
-    }""" % STACK, rows)
+    stack_with_rows(tab, rows)
     point = lambda row, part: tab.evaluate(  # noqa: E731
         "([row, part]) => window.cavPoint(window.cavStack(), 'cav_row_' + row, part)", [row, part])
     rows_now = lambda: tab.evaluate("() => window.cavRows(window.cavStack())")  # noqa: E731
@@ -386,12 +391,7 @@ def test_the_shipped_multi_motion_workflow_opens_with_its_rows_on_their_sockets(
 def test_presets_are_saved_and_loaded_from_the_nodes_menu(tab, host, files):
     rows = [{"on": True, "lora": files[1], "input": None, "strength": 0.7, "start": 0.2, "end": 0.9,
              "end_strength": None}]
-    tab.evaluate("""(rows) => {
-        app.graph.clear();
-        const node = LiteGraph.createNode('%s'); node.pos = [260, 160]; app.graph.add(node);
-        node.widgets.find((w) => w.name === 'rows').value = JSON.stringify(rows);
-        app.canvas.ds.scale = 1; app.canvas.ds.offset[0] = 0; app.canvas.ds.offset[1] = 0;
-    }""" % STACK, rows)
+    stack_with_rows(tab, rows)
     click(tab, tab.evaluate("() => window.cavPoint(window.cavStack(), 'cav_header', 'presets')"))
     menu_entry(tab, "Save rows as preset").click()
     dialog = tab.locator(".graphdialog input")
