@@ -72,3 +72,8 @@ def host_dirs(comfy, tmp_path, tiny_base_dir, monkeypatch):
     fp.filename_list_cache.clear()
     comfy.mm.interrupt_current_processing(False)
 
+
+@pytest.fixture()
+def nodes(comfy, host_dirs):
+    """The pack's node classes by node id, with ComfyUI's folders redirected (``host_dirs``)."""
+    return comfy.nodes

@@ -18,11 +18,6 @@ SAMPLE = dict(prompt="a blue circle", negative="", seed=3, steps=4, cfg=5.0, fra
 
 
 @pytest.fixture()
-def nodes(comfy, host_dirs):
-    return comfy.nodes
-
-
-@pytest.fixture()
 def base(nodes):
     return run(nodes["CAV_LoadBase"], model=TINY, precision="auto").result[0]
 

@@ -28,11 +28,6 @@ SAMPLE = dict(prompt="a blue circle", negative="", seed=3, steps=2, cfg=5.0, fra
 
 
 @pytest.fixture()
-def nodes(comfy, host_dirs):
-    return comfy.nodes
-
-
-@pytest.fixture()
 def chain(nodes):
     base = run(nodes["CAV_LoadBase"], model=TINY, precision="auto").result[0]
     frames = run(nodes["CAV_LoadReferenceVideo"], **REFERENCE).result[0]
