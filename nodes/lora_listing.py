@@ -47,8 +47,7 @@ def motion_lora_listing() -> list[dict]:
 def preview_file(name: str) -> str | None:
     """The preview file of the listed motion LoRA ``name``, or None when it has none. Raises CavError
     for a name that leaves the folders (``..``, absolute, empty) and LookupError for one not listed."""
-    for root in folders.motion_lora_folders():
-        paths.safe_join(root, name, "motion LoRA")
+    paths.check_inside_folders(folders.motion_lora_folders(), name)
     if name not in folders.motion_lora_names():
         raise LookupError(f"no motion-LoRA file named '{name}' in the motion-LoRA folders")
     preview = preview_path(folders.motion_lora_path(name))

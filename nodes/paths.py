@@ -124,6 +124,12 @@ def resolve_reference_choice(choice: str, input_dir: str, output_dir: str, temp_
 
 # ---- motion LoRA files ---------------------------------------------------------------------
 
+def check_inside_folders(roots: Iterable[str], name: str, what: str = "motion LoRA") -> None:
+    """Refuse ``name`` unless it stays inside every one of ``roots`` (``..``, absolute and empty names)."""
+    for root in roots:
+        safe_join(root, name, what)
+
+
 def find_in_folders(roots: Iterable[str], name: str, what: str = "motion LoRA") -> str:
     """The first existing file ``name`` inside one of ``roots`` (every candidate checked)."""
     roots = list(roots)

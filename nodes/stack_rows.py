@@ -24,7 +24,7 @@ from cav_core.errors import CavError
 from cav_core.lora_schedule import LoraSchedule
 
 from .constants import STACK_ROWS
-from .paths import LISTED_LORA_EXTENSIONS, find_in_folders, safe_join
+from .paths import LISTED_LORA_EXTENSIONS, check_inside_folders, find_in_folders
 
 ROW_KEYS = ("on", "lora", "input", "strength", "start", "end", "end_strength")
 MAX_ROWS = 64
@@ -129,8 +129,7 @@ def check_row_files(rows: Iterable[StackRow], roots: Iterable[str]) -> None:
     for row in rows:
         if row.lora is None:
             continue
-        for root in roots:
-            safe_join(root, row.lora, f"{row.label}: the file")
+        check_inside_folders(roots, row.lora, f"{row.label}: the file")
         if row.on:
             try:
                 find_in_folders(roots, row.lora)
