@@ -31,6 +31,10 @@ export async function refreshFiles() {
   app.graph?.setDirtyCanvas(true, false);
 }
 
+// Where the server serves a file's preview; `fresh` adds a stamp so a re-saved file's new preview is read.
+export const previewURL = (name, fresh = false) =>
+  api.apiURL(`${routes.preview}?name=${encodeURIComponent(name)}` + (fresh ? `&v=${Date.now()}` : ""));
+
 // A file's preview as an image the canvas draws (animated webp frames advance as the canvas redraws).
 export function previewImage(name) {
   if (!files.listing?.get(name)?.preview) return null;
@@ -38,7 +42,7 @@ export function previewImage(name) {
     const img = new Image();
     img.cavEntry = JSON.stringify(files.listing.get(name));
     img.onload = () => app.graph?.setDirtyCanvas(true, false);
-    img.src = api.apiURL(`${routes.preview}?name=${encodeURIComponent(name)}&v=${Date.now()}`);
+    img.src = previewURL(name, true);
     files.images.set(name, img);
   }
   const img = files.images.get(name);

@@ -1,15 +1,13 @@
 // The Motion LoRA Stack's menus of files: the picker (the motion-LoRA folders, subfolders as
 // submenus, each file with its preview) and the info box of a file.
-import { api } from "../../scripts/api.js";
-import { routes } from "./constants.js";
-import { files, refreshFiles } from "./stack_files.js";
+import { files, previewURL, refreshFiles } from "./stack_files.js";
 
 export const escapeHtml = (text) => String(text).replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
 
 function fileItem(name, onPick) {
   const base = name.split("/").pop();
   const preview = files.listing?.get(name)?.preview;
-  const img = preview ? `<img src="${escapeHtml(api.apiURL(`${routes.preview}?name=${encodeURIComponent(name)}`))}" ` +
+  const img = preview ? `<img src="${escapeHtml(previewURL(name))}" ` +
     `style="width:32px;height:32px;object-fit:cover;vertical-align:middle;margin-right:6px">` : "";
   return { content: base, title: `${img}${escapeHtml(base)}`, callback: () => onPick(name) };
 }
