@@ -22,6 +22,12 @@ export function changed(node) {
   node.setDirtyCanvas(true, true);
 }
 
+// A press or drag that left the row as it was only redraws (the workflow stays unmodified).
+function changedIf(node, row, before) {
+  if (JSON.stringify(row) !== before) changed(node);
+  else node.setDirtyCanvas(true, false);
+}
+
 export function setRows(node, rows) {
   node.cavRows = rows;
   node.cavRowsError = null;
@@ -102,6 +108,7 @@ function rowMouse(node, widget, event, pos) {
   if (!row) return false;
   const [left, right] = widget.track ?? [0, 1];
   const fraction = () => Math.min(1, Math.max(0, round((pos[0] - left) / (right - left), SNAP)));
+  const before = JSON.stringify(row);
   if (event.type === "pointerdown") {
     const part = hitPart(widget.areas, pos);
     widget.drag = { part, x: pos[0], strength: row.strength, moved: false };
@@ -114,7 +121,7 @@ function rowMouse(node, widget, event, pos) {
       widget.drag.handle = Math.abs(f - row.start) <= Math.abs(f - row.end) ? "start" : "end";
       moveHandle(row, widget.drag.handle, f);
     }
-    changed(node);
+    changedIf(node, row, before);
     return true;
   }
   const drag = widget.drag;
@@ -126,7 +133,7 @@ function rowMouse(node, widget, event, pos) {
     } else if (drag.part === "track") {
       moveHandle(row, drag.handle, fraction());
     }
-    changed(node);
+    changedIf(node, row, before);
     return true;
   }
   if (event.type === "pointerup") {
@@ -170,25 +177,27 @@ function schedulePrompt(node, row, event) {
 function rowMenu(node, index, event) {
   const rows = node.cavRows;
   const row = rows[index];
-  const move = (to) => {
-    const next = rows.slice();
-    next.splice(to, 0, next.splice(index, 1)[0]);
+  const move = (by) => {  // the rows as they are now: sockets may have come or gone while the menu was open
+    const next = node.cavRows.slice();
+    const at = next.indexOf(row);
+    if (at < 0 || at + by < 0 || at + by >= next.length) return;
+    next.splice(at + by, 0, next.splice(at, 1)[0]);
     setRows(node, next);
   };
   new LiteGraph.ContextMenu([
-    { content: "Move up", disabled: index === 0, callback: () => move(index - 1) },
-    { content: "Move down", disabled: index === rows.length - 1, callback: () => move(index + 1) },
+    { content: "Move up", disabled: index === 0, callback: () => move(-1) },
+    { content: "Move down", disabled: index === rows.length - 1, callback: () => move(1) },
     { content: row.on ? "Switch off" : "Switch on", callback: () => { row.on = !row.on; changed(node); } },
     { content: "Schedule…", callback: (v, o, e) => schedulePrompt(node, row, e ?? event) },
     { content: "Whole run, no ramp", callback: () => { Object.assign(row, { start: 0, end: 1, end_strength: null }); changed(node); } },
     { content: "Info", disabled: row.lora == null, callback: () => showInfo(row.lora, event) },
     null,
-    { content: "Remove", callback: () => removeRow(node, index) },
+    { content: "Remove", callback: () => removeRow(node, row) },
   ], { event, title: `Row ${index + 1}` });
 }
 
-function removeRow(node, index) {
-  const row = node.cavRows[index];
+function removeRow(node, row) {
+  if (!node.cavRows.includes(row)) return;
   if (row.input != null) {  // its socket goes with it
     const slot = node.inputs.findIndex((i) => isSocket(i) && socketName(i) === row.input);
     if (slot >= 0 && node.inputs[slot].link != null) node.disconnectInput(slot);

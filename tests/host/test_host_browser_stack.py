@@ -315,6 +315,25 @@ def test_arrows_typing_the_row_menu_and_toggle_all(tab, host, files):
     assert tab.page_errors == []
 
 
+def test_a_press_that_changes_nothing_leaves_the_workflow_unmodified(tab, host, files):
+    stack_with_rows(tab, [{"lora": files[0]}, {"lora": files[1]}])
+    tab.wait_for_timeout(300)
+    version = lambda: tab.evaluate("() => app.graph._version")  # noqa: E731
+    before = version()
+    click(tab, tab.evaluate("() => window.cavPoint(window.cavStack(), 'cav_row_0', 'menu')"))
+    menu_entry(tab, "Move down")  # the row menu is open; nothing was edited
+    assert version() == before
+    # Rows that change while the menu is open (a socket linked): the menu moves its row among them.
+    tab.evaluate("""(name) => { const n = window.cavStack();
+        n.cavRows = [{ lora: name, strength: 1, on: true, start: 0, end: 1, end_strength: null }, ...n.cavRows]; }""",
+                 files[2])
+    menu_entry(tab, "Move down").click()
+    now = tab.evaluate("() => window.cavRows(window.cavStack())")
+    assert [r["lora"] for r in now] == [files[2], files[1], files[0]]
+    assert version() > before
+    assert tab.page_errors == []
+
+
 def test_a_missing_file_is_marked_on_its_row(tab, host, files):
     rows = [{"lora": files[0]}, {"lora": "gone_motion.safetensors", "strength": 0.5}]
     texts = tab.evaluate("""async (rows) => {
