@@ -56,6 +56,14 @@ SAMPLING_ROWS = {
     "sample_unfused": "two T-LoRAs stacked, unfused",
 }
 
+# The targets these measurements are held to: (what, row, against row, measure, at most).
+GOALS = (
+    ("default T-LoRA step", "tlora", "motiondirector", "s_per_step", 0.5),
+    ("default T-LoRA peak memory", "tlora", "motiondirector", "peak_rss_mib", 0.6),
+    ("sampling with two stacked, fused T-LoRAs", "sample_fused", "sample_base", "s_per_step", 1.05),
+)
+BOTH_GOALS = ("s_per_step", 0.5), ("peak_rss_mib", 0.6)  # what one training configuration must meet at once
+
 
 def build_base_folder(folder: str, small: bool) -> str:
     """Write the random-init base as a diffusers text-to-video folder."""
@@ -314,7 +322,30 @@ def render(header: list[str], results: dict, frames: int) -> str:
                        " training steps' time.")
     if sampling:
         report += table("Sampling", sampling, results)
-    return report
+    return report + goals(results)
+
+
+def goals(results: dict) -> str:
+    """Each target against this run's rows: the measured ratio and whether it is met."""
+    def ratio(key, versus, measure):
+        r, v = results.get(key), results.get(versus)
+        if not r or not v or "error" in r or "error" in v or not v[measure]:
+            return None
+        return r[measure] / v[measure]
+
+    lines = ["\n\n## Goals\n", "| goal | measured | met |", "|---|---|---|"]
+    for what, key, versus, measure, limit in GOALS:
+        value = ratio(key, versus, measure)
+        if value is not None:
+            against = {**TRAINING_ROWS, **SAMPLING_ROWS}[versus].split(":")[0]
+            lines.append(f"| {what} ≤ {limit:g}× {against} | {value:.2f}× | {'yes' if value <= limit else 'no'} |")
+    if "motiondirector" in results:
+        both = [TRAINING_ROWS[k].split(" (")[0] for k in TRAINING_ROWS if k.startswith("tlora") and k in results
+                and all((ratio(k, "motiondirector", m) or float("inf")) <= limit for m, limit in BOTH_GOALS)]
+        limits = " and ".join(f"{'step' if m == 's_per_step' else 'peak memory'} ≤ {x:g}×" for m, x in BOTH_GOALS)
+        lines.append(f"\nT-LoRA configurations with {limits} the MotionDirector-style row at once: "
+                     + ("; ".join(both) if both else "none") + ".")
+    return "\n".join(lines) if len(lines) > 3 else ""
 
 
 if __name__ == "__main__":
