@@ -26,3 +26,23 @@ def test_goals_say_the_measured_ratio_and_whether_it_is_met():
     assert text.rstrip().endswith("at once: T-LoRA with gradient checkpointing.")
     results["tlora_checkpointing"] = {"error": "out of memory"}
     assert cpu_cost.goals(results).rstrip().endswith("at once: none.")
+
+
+def test_saved_activations_are_counted_by_the_layer_that_saved_them(capsys):
+    import torch
+
+    from tools.bench import saved_activations
+
+    L = torch.nn.Linear  # noqa: N806
+    net = torch.nn.Sequential(L(8, 16), torch.nn.GELU(), L(16, 12), torch.nn.GELU(), L(12, 10), L(10, 4))
+    net[0].requires_grad_(False)
+    net[4].requires_grad_(False)
+    by_module, weight_bytes = saved_activations.saved_by_module(net, torch.randn(32, 8))
+    assert "0" not in by_module and "1" not in by_module  # before the first trainable layer nothing is kept
+    assert by_module["2"] == 32 * 16 * 4  # a trainable layer keeps its input for its weight's gradient
+    assert by_module["3"] == 32 * 12 * 4  # GELU keeps its input
+    assert "4" not in by_module  # a frozen layer passes gradients back with its weight alone
+    assert weight_bytes == (12 * 10 + 10 * 4) * 4  # the weights of the layers that pass gradients back
+    assert saved_activations.main(["--small", "--frames", "2", "--size", "32"]) == 0
+    out = capsys.readouterr().out
+    assert "activations saved for backward" in out and "| GEGLU |" in out and "| transformer_in |" in out
