@@ -120,10 +120,15 @@ def add_stack_from_the_search_box(tab):
             tab.wait_for_timeout(500)
     search.wait_for(state="visible", timeout=5_000)
     search.fill("Motion LoRA Stack")
-    option = tab.locator(".comfy-vue-node-search-box li[role='option']").first
+    # The results (not the search box's own input chip, which is also an option when filters are on),
+    # once the list has been filtered: picking before that would add the unfiltered first node.
+    option = tab.locator(".comfy-vue-node-search-box li.p-autocomplete-option").first
     option.wait_for(state="visible", timeout=10_000)
-    assert "3 slots" not in option.inner_text()  # the deprecated stack is not offered
-    search.press("Enter")
+    deadline = time.time() + 10
+    while "Motion LoRA Stack" not in option.inner_text() and time.time() < deadline:
+        tab.wait_for_timeout(100)
+    assert "Motion LoRA Stack" in option.inner_text() and "3 slots" not in option.inner_text()
+    option.click()
     tab.wait_for_function("() => !!window.cavStack()", timeout=10_000)
     search.wait_for(state="hidden", timeout=10_000)  # the search dialog takes the clicks while it closes
     tab.locator(".p-dialog-mask").wait_for(state="detached", timeout=10_000)
