@@ -24,6 +24,7 @@ def saved_by_module(unet, *inputs) -> tuple[collections.Counter, int]:
     names = {module: name for name, module in unet.named_modules()}
     running: list[str] = []
     handles = []
+
     def enter(module, *_):
         running.append(names[module])
 
@@ -84,16 +85,16 @@ def main(argv=None) -> int:
     import torch
 
     from cav_core import Recipe, inject_lora, load_base
-    from tools.bench.cpu_cost import build_base_folder
+    from tools.bench.cpu_cost import PROMPT, build_base_folder
 
     with tempfile.TemporaryDirectory() as folder:
         base = load_base(build_base_folder(folder, args.small))
     unet = base.unet
-    settings = Recipe().motion_settings(prompt="a red square moving on a white background")
-    inject_lora(unet, "bench", settings.targets(unet), settings.rank, float(settings.rank), seed=0)
+    settings = Recipe().motion_settings(prompt=PROMPT)
+    inject_lora(unet, "bench", settings.targets(unet), settings.rank, float(settings.alpha or settings.rank), seed=0)
     for name, param in unet.named_parameters():
         param.requires_grad_("lora_" in name)
-    side = args.size // 8  # the VAE's latent scale
+    side = args.size // base.vae_scale_factor
     latents = torch.randn(1, unet.config.in_channels, args.frames, side, side)
     text = torch.randn(1, base.tokenizer.model_max_length, unet.config.cross_attention_dim)
     by_module, weight_bytes = saved_by_module(unet, latents, torch.tensor([500]), text)
