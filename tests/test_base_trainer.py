@@ -102,7 +102,8 @@ def test_phase_two_can_start_from_an_exported_model_folder(tmp_path):
     scaling = float(read_checkpoint(str(second / "checkpoint.safetensors"))[1]["scaling"])
     assert scaling == json.loads((tmp_path / "model" / "vae" / "config.json").read_text())["scaling_factor"]
     record = json.loads((tmp_path / "o2" / "training_log.json").read_text())  # how it was made, both runs
-    assert record["settings"]["init_model"] == str(tmp_path / "model") and record["settings"]["seed"] == 1
+    assert record["settings"]["init_model"] == "model" and record["settings"]["seed"] == 1
+    assert not {"work", "out"} & set(record["settings"])  # the making machine's folders are not kept
     assert record["init_model_log"]["settings"]["seed"] == 0 and record["init_model_log"]["unet_steps"] == 1
     (tmp_path / "model" / "training_log.json").unlink()  # a folder made elsewhere: still starts and exports
     train_base.main(["--work", str(tmp_path / "third"), "--out", str(tmp_path / "o3"), "--steps", "1",

@@ -17,6 +17,19 @@ MODEL_INDEX = {
 }
 
 
+MACHINE_PATHS = ("work", "out")  # where the run lived on the machine that made it: not how it was made
+
+
+def recorded_settings(args) -> dict:
+    """The command's settings as the log keeps them: every training setting, the folder a run
+    continued by its name only, and none of the making machine's working paths."""
+    settings = {k: v for k, v in vars(args).items() if k not in MACHINE_PATHS}
+    for key in ("init_model", "init_unet"):
+        if settings.get(key):
+            settings[key] = os.path.basename(os.path.normpath(settings[key]))
+    return settings
+
+
 def export(out: str, run: BaseRun, args) -> None:
     """The run's models (the VAE with phase 3's decoder once it has one), its scheduler and
     ``training_log.json``: the UNet steps, the command's settings and the loss log."""
@@ -34,7 +47,7 @@ def export(out: str, run: BaseRun, args) -> None:
     arch.build_scheduler(args.zero_snr).save_pretrained(os.path.join(out, "scheduler"))
     with open(os.path.join(out, "model_index.json"), "w") as f:
         json.dump(MODEL_INDEX, f, indent=2)
-    record = {"unet_steps": run.step, "settings": vars(args), "log": run.log}
+    record = {"unet_steps": run.step, "settings": recorded_settings(args), "log": run.log}
     if args.init_model:  # it continued another folder: keep how that one was made, when it says
         init_log = os.path.join(args.init_model, "training_log.json")
         if os.path.exists(init_log):
