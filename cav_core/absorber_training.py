@@ -17,7 +17,7 @@ from . import adapters
 from .adapter_file import AdapterFile, TokenEmbeddings
 from .adapters import SPATIAL, LoraWeights
 from .checkpoint import RunCheckpoint
-from .compute import autocast, gradient_checkpointing, on_device
+from .compute import adamw, autocast, gradient_checkpointing, on_device
 from .diffusion import diffusion_target, noise_scheduler, step_generator
 from .frames import clip_pixels, run_identity, training_clips
 from .latents import encode_frames, random_crops
@@ -93,11 +93,12 @@ def train_absorber(base, clips, settings: AbsorberSettings,
                 fixed_text = encode_prompts(base, [prompt], device)
         stack.enter_context(temporal_layers_bypassed(unet))
         stack.enter_context(gradient_checkpointing(unet, compute.gradient_checkpointing))
-        optimizer = torch.optim.AdamW(groups, weight_decay=0.0)
+        optimizer = adamw(groups)
         start, losses = 0, []
         if _saved is not None and _saved["meta"]["stage"] == "absorber":
             start, losses = RunCheckpoint.restore(_saved, params, optimizer)
         pool_device = pool.to(device)
+        dtype = unet.dtype  # diffusers finds it by walking every module: once, not every step
 
         def step_loss(step: int) -> torch.Tensor:
             g = step_generator(settings.seed, 1, step)
@@ -107,8 +108,8 @@ def train_absorber(base, clips, settings: AbsorberSettings,
             t = torch.randint(0, scheduler.config.num_train_timesteps, (settings.batch,), generator=g).to(device)
             text = fixed_text if fixed_text is not None else encode_prompts(base, [prompt], device)
             with autocast(device, compute.mixed_precision):
-                noisy = scheduler.add_noise(latents, noise, t).to(unet.dtype)
-                pred = unet(noisy, t, text.expand(settings.batch, -1, -1).to(unet.dtype)).sample
+                noisy = scheduler.add_noise(latents, noise, t).to(dtype)
+                pred = unet(noisy, t, text.expand(settings.batch, -1, -1).to(dtype)).sample
             return F.mse_loss(pred.float(), diffusion_target(scheduler, latents, noise, t).float())
 
         losses = run_steps("absorber", settings.steps, params, optimizer, step_loss, hooks, ckpt, start,

@@ -32,6 +32,19 @@ def on_device(module: torch.nn.Module, device: torch.device | str) -> Iterator[t
         module.to(home)
 
 
+FUSED_ADAMW_DEVICES = ("cpu", "cuda")
+
+
+def adamw(params, **settings) -> torch.optim.AdamW:
+    """AdamW without weight decay, as both training stages use it, with the fused kernel where
+    every parameter is on a device that has one: one pass over all adapter tensors instead of a
+    dozen small ops per tensor (a T-LoRA has hundreds of tensors; on the CPU the step is ~4x faster)."""
+    groups = list(params)
+    tensors = [p for g in groups for p in (g["params"] if isinstance(g, dict) else [g])]
+    fused = all(p.device.type in FUSED_ADAMW_DEVICES and p.is_floating_point() for p in tensors)
+    return torch.optim.AdamW(groups, weight_decay=0.0, fused=fused or None, **settings)
+
+
 def autocast(device: torch.device | str, mixed_precision: str):
     """Autocast in bf16/fp16 on the device's type (CUDA, or the CPU's own autocast); no-op for 'no'."""
     dtype = MIXED_PRECISION[mixed_precision]

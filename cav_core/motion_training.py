@@ -18,7 +18,7 @@ from . import adapters
 from .absorber_training import ABSORBER_ADAPTER, Absorber, absorber_tensors
 from .adapters import TEMPORAL, LoraWeights
 from .checkpoint import RunCheckpoint
-from .compute import autocast, gradient_checkpointing, on_device
+from .compute import adamw, autocast, gradient_checkpointing, on_device
 from .diffusion import clean_estimate, debiased_loss, diffusion_target, noise_scheduler, step_generator
 from .errors import CavError
 from .frames import Clip, run_identity, tensor_digest, training_clips
@@ -140,11 +140,12 @@ def train_motion(base, clips, settings: MotionSettings, absorber: Absorber | Non
             p.requires_grad_(MOTION_ADAPTER in name)
         params = [p for p in unet.parameters() if p.requires_grad]
         stack.enter_context(gradient_checkpointing(unet, compute.gradient_checkpointing))
-        optimizer = torch.optim.AdamW(params, lr=settings.lr, weight_decay=0.0)
+        optimizer = adamw(params, lr=settings.lr)
         start, losses = 0, []
         if _saved is not None and _saved["meta"]["stage"] == "motion":
             start, losses = RunCheckpoint.restore(_saved, params, optimizer)
         last: dict = {}
+        dtype = unet.dtype  # diffusers finds it by walking every module: once, not every step
 
         def step_loss(step: int) -> torch.Tensor:
             g = step_generator(settings.seed, 2, step)
@@ -154,7 +155,7 @@ def train_motion(base, clips, settings: MotionSettings, absorber: Absorber | Non
             t = torch.randint(0, scheduler.config.num_train_timesteps, (1,), generator=g).to(device)
             noisy = scheduler.add_noise(clean, noise, t)
             with autocast(device, compute.mixed_precision):
-                pred = unet(noisy.to(unet.dtype), t, text[i:i + 1].to(unet.dtype)).sample.float()
+                pred = unet(noisy.to(dtype), t, text[i:i + 1].to(dtype)).sample.float()
             target = diffusion_target(scheduler, clean, noise, t).float()
             last.update(noisy=noisy.detach(), pred=pred.detach(), t=t)
             if settings.loss == "debiased":
