@@ -1,4 +1,11 @@
 """The CPU benchmark runs its rows in processes of their own and reports ratios (narrowed here)."""
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
 from tools.bench import cpu_cost
 
 
@@ -62,3 +69,14 @@ def test_saved_activations_are_counted_by_the_layer_that_saved_them(capsys):
     assert saved_activations.main(["--small", "--frames", "2", "--size", "32"]) == 0
     out = capsys.readouterr().out
     assert "activations saved for backward" in out and "| GEGLU |" in out and "| transformer_in |" in out
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/status"), reason="VmHWM is Linux's; elsewhere ru_maxrss is used")
+def test_a_rows_peak_memory_is_its_own_not_the_launching_process():
+    held = np.ones(400 * 2**20 // 8)  # 400 MiB resident in this (the launching) process
+    probe = ("import resource; from tools.bench.cpu_cost import peak_rss_mib; "
+             "print(peak_rss_mib(), resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)")
+    out = subprocess.run([sys.executable, "-c", probe], cwd=cpu_cost.ROOT, capture_output=True, text=True, check=True)
+    own, inherited = map(float, out.stdout.split())
+    assert own < 200 < 400 <= inherited  # ru_maxrss would have reported the launcher's 400 MiB
+    del held

@@ -7,7 +7,8 @@ The base is random-init (what a step costs does not depend on the weights' value
 config narrowed to block widths 64/128/256/256 (64.5 M parameters, head size 64, text width 768), an
 SD-sized VAE and a CLIP ViT-L-sized text encoder. It is written once to a temporary folder and every row
 loads it from there, as a user's base is loaded. Each row runs in a process of its own, so its peak
-resident memory (ru_maxrss) is its own. s/step is, for training, the median step after the warm-up
+resident memory is its own (Linux's VmHWM, which starts afresh when the process starts; ``ru_maxrss``
+would carry over the launching process's peak, here the one that built the base). s/step is, for training, the median step after the warm-up
 steps (steps without validation) and, for sampling, the mean step after the first (a schedule's
 re-fuses at the steps where strengths change are part of what it costs); setup is
 the time from starting the row's process to the end of its first step, less one step (imports,
@@ -227,11 +228,24 @@ def child(args) -> None:
     average = statistics.mean if args.child in SAMPLING_ROWS else statistics.median
     step = average(gaps) if len(gaps) else float("nan")
     result = {"s_per_step": step, "setup_s": stamps[0] - args.t0 - step if stamps else float("nan"),
-              "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+              "peak_rss_mib": peak_rss_mib()}
     if validations:
         result["validation_s"] = statistics.mean(validations)
     with open(args.json, "w") as f:
         json.dump(result, f)
+
+
+def peak_rss_mib() -> float:
+    """This process's peak resident memory in MiB. On Linux, ``ru_maxrss`` after exec keeps the peak
+    of the process that launched it; VmHWM in /proc/self/status is this program's own."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024  # kB
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def _demo_child(args) -> None:
@@ -242,7 +256,7 @@ def _demo_child(args) -> None:
     fidelity = statistics.mean(s["motion_fidelity_with_tlora"] for s in report["samples"])
     with open(args.json, "w") as f:
         json.dump({"seconds": time.time() - args.t0, "fidelity": fidelity,
-                   "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}, f)
+                   "peak_rss_mib": peak_rss_mib()}, f)
 
 
 def run_row(key: str, args, base_dir: str) -> dict:
