@@ -37,8 +37,8 @@ FUSED_ADAMW_DEVICES = ("cpu", "cuda")
 
 def adamw(params, **settings) -> torch.optim.AdamW:
     """AdamW without weight decay, as both training stages use it, with the fused kernel where
-    every parameter is on a device that has one: one pass over all adapter tensors instead of a
-    dozen small ops per tensor (a T-LoRA has hundreds of tensors; on the CPU the step is ~4x faster)."""
+    every parameter is on a device that has one: one kernel over all adapter tensors instead of a
+    loop of small operations per tensor (a T-LoRA has hundreds; on the CPU its step is ~4x faster)."""
     groups = list(params)
     tensors = [p for g in groups for p in (g["params"] if isinstance(g, dict) else [g])]
     fused = all(p.device.type in FUSED_ADAMW_DEVICES and p.is_floating_point() for p in tensors)
