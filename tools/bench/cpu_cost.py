@@ -11,8 +11,8 @@ resident memory is its own (Linux's VmHWM, which starts afresh with the program;
 carry over the peak of the process that launched it, here the one that built the base). s/step is,
 for training, the median step after the warm-up steps (steps without validation) and, for
 sampling, the mean step after the first (a schedule's re-fuses at the steps where strengths change
-are part of what it costs); setup is the time from starting the row's process to the end of its first step, less one step (imports,
-loading, encoding). All rows run in turn, ``--repeats`` rounds of them, and each measure is a row's
+are part of what it costs); setup is the time from starting the row's process to the end of its
+first step, less one step (imports, loading, encoding). All rows run in turn, ``--repeats`` rounds of them, and each measure is a row's
 lowest over the rounds: on a shared machine a row's time moves by up to a quarter from one process
 to the next, and the lowest is the one least disturbed. Ratios are against the first row of each
 table, measured in the same run, and for training also against the MotionDirector-style row (the
