@@ -4,21 +4,21 @@
     python -m tools.bench.cpu_cost --small --steps 3 --warmup 1 --frames 2 --size 64 --repeats 1   # checks the script
 
 The base is random-init (what a step costs does not depend on the weights' values): ModelScope's UNet
-config narrowed to block widths 64/128/256/256 (64.5 M parameters, head size 64, text width 768), an
-SD-sized VAE and a CLIP ViT-L-sized text encoder. It is written once to a temporary folder and every row
+config narrowed to block widths 64/128/256/256 (64.5 M parameters, head size 64, text width 768), an SD-
+sized VAE and a CLIP ViT-L-sized text encoder. It is written once to a temporary folder and every row
 loads it from there, as a user's base is loaded. Each row runs in a process of its own, so its peak
 resident memory is its own (Linux's VmHWM, which starts afresh with the program; ``ru_maxrss`` would
-carry over the peak of the process that launched it, here the one that built the base). s/step is,
-for training, the median step after the warm-up steps (steps without validation) and, for
-sampling, the mean step after the first (a schedule's re-fuses at the steps where strengths change
-are part of what it costs); setup is the time from starting the row's process to the end of its
-first step, less one step (imports, loading, encoding). All rows run in turn, ``--repeats`` rounds of them, and each measure is a row's
-lowest over the rounds: on a shared machine a row's time moves by up to a quarter from one process
-to the next, and the lowest is the one least disturbed. Ratios are against the first row of each
-table, measured in the same run, and for training also against the MotionDirector-style row (the
-project's stand-in for MotionDirector's own single-video config: spatial and temporal LoRA at rank 32,
-temporal feed-forward included, gradient checkpointing on). ``--demo`` also runs the one-shot demo
-(``python -m cav_core demo``) in a process of its own and holds its time to the demo goal.
+carry over the peak of the process that launched it, here the one that built the base). s/step is, for
+training, the median step after the warm-up steps (steps without validation) and, for sampling, the mean
+step after the first (a schedule's re-fuses at the steps where strengths change are part of what it
+costs); setup is the time from starting the row's process to the end of its first step, less one step
+(imports, loading, encoding). All rows run in turn, ``--repeats`` rounds of them, and each measure is a
+row's lowest over the rounds: on a shared machine a row's time moves by up to a quarter from one process
+to the next, and the lowest is the one least disturbed. Ratios are against the first row of each table,
+measured in the same run, and for training also against the MotionDirector-style row (the project's
+stand-in for MotionDirector's own single-video config: spatial and temporal LoRA at rank 32, temporal
+feed-forward included, gradient checkpointing on). ``--demo`` also runs the one-shot demo (``python -m
+cav_core demo``) in a process of its own and holds its time to the demo goal.
 """
 from __future__ import annotations
 
