@@ -4,8 +4,8 @@
     python -m tools.bench.cpu_cost --small --steps 3 --warmup 1 --frames 2 --size 64 --repeats 1   # checks the script
 
 The base is random-init (what a step costs does not depend on the weights' values): ModelScope's UNet
-config narrowed to block widths 64/128/256/256 (64.5 M parameters, head size 64, text width 768), an SD-
-sized VAE and a CLIP ViT-L-sized text encoder. It is written once to a temporary folder and every row
+config narrowed to block widths 64/128/256/256 (64.5 M parameters, head size 64, text width 768), an
+SD-sized VAE and a CLIP ViT-L-sized text encoder. It is written once to a temporary folder and every row
 loads it from there, as a user's base is loaded. Each row runs in a process of its own, so its peak
 resident memory is its own (Linux's VmHWM, which starts afresh with the program; ``ru_maxrss`` would
 carry over the peak of the process that launched it, here the one that built the base). s/step is, for
