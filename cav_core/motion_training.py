@@ -18,7 +18,7 @@ from . import adapters
 from .absorber_training import ABSORBER_ADAPTER, Absorber, absorber_tensors
 from .adapters import TEMPORAL, LoraWeights
 from .checkpoint import RunCheckpoint
-from .compute import adamw, autocast, gradient_checkpointing, on_device
+from .compute import adamw, autocast, gradient_checkpointing, on_device, temporal_convs_as_2d
 from .diffusion import clean_estimate, debiased_loss, diffusion_target, noise_scheduler, step_generator
 from .errors import CavError
 from .frames import Clip, run_identity, tensor_digest, training_clips
@@ -140,6 +140,7 @@ def train_motion(base, clips, settings: MotionSettings, absorber: Absorber | Non
             p.requires_grad_(MOTION_ADAPTER in name)
         params = [p for p in unet.parameters() if p.requires_grad]
         stack.enter_context(gradient_checkpointing(unet, compute.gradient_checkpointing))
+        stack.enter_context(temporal_convs_as_2d(unet, device))
         optimizer = adamw(params, lr=settings.lr)
         start, losses = 0, []
         if _saved is not None and _saved["meta"]["stage"] == "motion":
