@@ -115,10 +115,11 @@ def _frames_conv_as_2d(conv: torch.nn.Conv3d, x: torch.Tensor) -> torch.Tensor:
 def temporal_convs_as_2d(unet: torch.nn.Module, device: torch.device | str) -> Iterator[None]:
     """On the CPU, run every frames-only Conv3d as the equal conv2d over (frames, height*width).
 
-    PyTorch's CPU conv3d takes its slow reference kernel for these at batch 1 (a training step;
-    sampling's guided batch of 2 already gets oneDNN), while conv2d uses oneDNN: 1.5-1.7x faster
-    forward and backward at the shapes-world base's sizes. Enter it after adapters are injected, so
-    their convolutions are covered too. A no-op on other devices.
+    PyTorch's CPU conv3d takes its slow reference kernel for these at batch 1 (a training step),
+    while conv2d uses oneDNN: 1.5-1.7x faster forward and backward at the shapes-world base's sizes.
+    Sampling's guided batch of 2 gets oneDNN either way; it enters this too, so that a validation
+    sample taken in training is the very sample taken after it. Enter it after adapters are
+    injected, so their convolutions are covered too. A no-op on other devices.
     """
     if torch.device(device).type != "cpu":
         yield

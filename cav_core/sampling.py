@@ -16,7 +16,7 @@ from diffusers import DDIMScheduler, DPMSolverMultistepScheduler, EulerDiscreteS
 
 from .adapter_file import TokenEmbeddings
 from .adapters import LoraWeights, check_weight
-from .compute import autocast, default_device, on_device
+from .compute import autocast, default_device, on_device, temporal_convs_as_2d
 from .errors import CavError, TrainingInterrupted
 from .frames import fit_clip
 from .latents import decode_latents, encode_frames
@@ -122,7 +122,9 @@ def sample_video(base, settings: SampleSettings, motion_loras: Sequence[StackEnt
         latents = (1 - p) ** 0.5 * latents + p ** 0.5 * noised
     latents = latents * scheduler.init_noise_sigma
 
-    with on_device(base.unet, device), stepped_loras(base.unet, stack, settings.steps, settings.fuse) as strengths:
+    # The same convolution kernels as training's validation samples, so those equal this one exactly.
+    with on_device(base.unet, device), stepped_loras(base.unet, stack, settings.steps, settings.fuse) as strengths, \
+            temporal_convs_as_2d(base.unet, device):
         unet_dtype = base.unet.dtype
         for i, t in enumerate(scheduler.timesteps):
             if should_stop and should_stop():
