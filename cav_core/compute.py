@@ -73,26 +73,34 @@ def gradient_checkpointing(unet: torch.nn.Module, enabled: bool = True) -> Itera
     if not enabled:
         yield
         return
-    wrapped = []
-    for module in unet.modules():
-        if isinstance(module, (Transformer2DModel, TransformerTemporalModel, ResnetBlock2D, TemporalConvLayer)):
-            if "forward" in module.__dict__:
-                continue  # already replaced (e.g. a bypassed temporal layer)
-            original = module.forward
+    blocks = [m for m in unet.modules()
+              if isinstance(m, (Transformer2DModel, TransformerTemporalModel, ResnetBlock2D, TemporalConvLayer))]
+    with _forwards_replaced(blocks, _checkpointed):  # a bypassed temporal layer keeps its own
+        yield
 
-            def run(*args, _f=original, **kwargs):
-                if torch.is_grad_enabled():
-                    return checkpoint(_f, *args, use_reentrant=False, **kwargs)
-                return _f(*args, **kwargs)
 
-            module.forward = run
-            wrapped.append(module)
+def _checkpointed(module: torch.nn.Module):
+    original = module.forward
+
+    def run(*args, **kwargs):
+        if torch.is_grad_enabled():
+            return checkpoint(original, *args, use_reentrant=False, **kwargs)
+        return original(*args, **kwargs)
+    return run
+
+
+@contextlib.contextmanager
+def _forwards_replaced(modules, make_forward) -> Iterator[None]:
+    """Give each module without a ``forward`` of its own ``make_forward(module)`` for the block;
+    on exit they fall back to their class's."""
+    replaced = [m for m in modules if "forward" not in m.__dict__]
+    for module in replaced:
+        module.forward = make_forward(module)
     try:
         yield
     finally:
-        for module in wrapped:
+        for module in replaced:
             del module.forward
-
 
 
 def _frames_only(conv: torch.nn.Module) -> bool:
@@ -124,11 +132,6 @@ def temporal_convs_as_2d(unet: torch.nn.Module, device: torch.device | str) -> I
     if torch.device(device).type != "cpu":
         yield
         return
-    replaced = [m for m in unet.modules() if _frames_only(m) and "forward" not in m.__dict__]
-    for conv in replaced:
-        conv.forward = functools.partial(_frames_conv_as_2d, conv)
-    try:
+    convs = [m for m in unet.modules() if _frames_only(m)]
+    with _forwards_replaced(convs, lambda conv: functools.partial(_frames_conv_as_2d, conv)):
         yield
-    finally:
-        for conv in replaced:
-            del conv.forward

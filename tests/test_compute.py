@@ -24,9 +24,8 @@ def _grads(conv, x):
 def test_frames_only_conv_matches_conv3d_values_and_gradients(kernel, padding, permuted):
     torch.manual_seed(0)
     conv = torch.nn.Conv3d(6, 5, kernel, padding=padding)
-    x = torch.randn(1, 6, 7, 4, 3)
-    if permuted:  # a non-contiguous input, as a transposed hidden state would be
-        x = torch.randn(1, 6, 7, 3, 4).transpose(3, 4)
+    # permuted: a non-contiguous input, as a transposed hidden state would be
+    x = torch.randn(1, 6, 7, 3, 4).transpose(3, 4) if permuted else torch.randn(1, 6, 7, 4, 3)
     expected = _grads(conv, x)
     with temporal_convs_as_2d(conv, "cpu"):
         assert "forward" in conv.__dict__
