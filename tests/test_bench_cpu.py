@@ -27,6 +27,18 @@ def test_cpu_benchmark_reports_rows_with_ratios(tmp_path):
     assert "Judged outside this run:" in goals
 
 
+def test_a_given_base_sets_the_clip_size_and_the_t_lora_rows_settings_from_its_recipe(tmp_path):
+    out = tmp_path / "toy.md"
+    assert cpu_cost.main(["--base", "toy", "--rows", "tlora", "--steps", "3", "--warmup", "1", "--threads", "1",
+                          "--repeats", "1", "--out", str(out)]) == 0
+    report = out.read_text()
+    assert report.startswith("# CPU cost of training and sampling (base `toy`)")
+    assert "16 frames at 64x64" in report  # the bundled base's recipe, not the 128x128 default
+    assert "T-LoRA rows train with the base's recipe 'shapes_world' (" in report
+    assert "motion.include_temporal_convs=True" in report
+    assert "FAILED" not in report and "nan" not in report
+
+
 def test_each_measure_is_a_rows_lowest_over_its_rounds_and_a_failed_round_fails_the_row():
     first = {"s_per_step": 2.0, "peak_rss_mib": 1000.0, "setup_s": 5.0, "steps": 8}
     second = {"s_per_step": 1.5, "peak_rss_mib": 1010.0, "setup_s": 6.0, "steps": 8}

@@ -2,6 +2,7 @@
 
     python -m tools.bench.cpu_cost --demo --out docs/bench/cpu.md   # the tables (a quiet machine: nothing else running)
     python -m tools.bench.cpu_cost --small --steps 3 --warmup 1 --frames 2 --size 64 --repeats 1   # checks the script
+    python -m tools.bench.cpu_cost --base toy --steps 16 --warmup 4 --out docs/bench/cpu_shapes_world.md   # the bundled base
 
 The base is random-init (what a step costs does not depend on the weights' values): ModelScope's UNet
 config narrowed to block widths 64/128/256/256 (64.5 M parameters, head size 64, text width 768), an
@@ -18,7 +19,10 @@ to the next, and the lowest is the one least disturbed. Ratios are against the f
 measured in the same run, and for training also against the MotionDirector-style row (the project's
 stand-in for MotionDirector's own single-video config: spatial and temporal LoRA at rank 32, temporal
 feed-forward included, gradient checkpointing on). ``--demo`` also runs the one-shot demo (``python -m
-cav_core demo``) in a process of its own and holds its time to the demo goal.
+cav_core demo``) in a process of its own and holds its time to the demo goal. ``--base`` measures a
+base of one's own (a folder, or ``toy`` for the bundled shapes-world base) instead: its recipe sets the
+T-LoRA rows' settings and the clip's size, so the default row is what ``python -m cav_core train`` does
+on it.
 """
 from __future__ import annotations
 
@@ -44,7 +48,7 @@ VALIDATION_STEPS = 10  # Hooks' default
 TRAINING_ROWS = {
     "plain": "plain peft T-LoRA loop (VAE and text encoder every step)",
     "motiondirector": "MotionDirector-style: spatial + temporal LoRA rank 32, feed-forward, checkpointing",
-    "tlora": "T-LoRA, the default (paper setting, no absorber; VAE and text encoder released once cached)",
+    "tlora": "T-LoRA, the default (the base's recipe, no absorber; VAE and text encoder released once cached)",
     "tlora_keep_encoders": "T-LoRA keeping the VAE and text encoder loaded (as in ComfyUI, which shares them)",
     "tlora_checkpointing": "T-LoRA with gradient checkpointing",
     "tlora_bf16": "T-LoRA with bf16 autocast (fp32 weights and LoRA)",
@@ -162,7 +166,7 @@ def _run_row(key: str, base, frames, args, clock) -> None:
         clock(progress.validation_seconds)
 
     hooks = Hooks(on_progress=tick, validate_every=4 if key == "tlora_validation" else 0)
-    paper = Recipe()
+    paper = Recipe()  # MotionDirector-style and absorber rows: the paper's settings on any base
     if key == "plain":
         _plain_loop(base, frames, args.steps, clock)
     elif key == "motiondirector":
@@ -173,8 +177,8 @@ def _run_row(key: str, base, frames, args, clock) -> None:
                              on_step=lambda _: clock())
     elif key.startswith("tlora"):
         convs = key == "tlora_convs"
-        settings = paper.motion_settings(prompt=PROMPT, steps=args.steps, rank=16 if convs else None,
-                                         include_temporal_convs=convs or None)
+        settings = base.recipe.motion_settings(prompt=PROMPT, steps=args.steps, rank=16 if convs else None,
+                                               include_temporal_convs=convs or None)
         compute = ComputeSettings(gradient_checkpointing=key.endswith("checkpointing"),
                                   mixed_precision="bf16" if "bf16" in key else "no")
         train_motion(base, frames, settings, compute=compute, hooks=hooks)
@@ -314,8 +318,10 @@ def _ratio(r: dict, base: dict, key: str) -> str:
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--small", action="store_true", help="a narrow base (checks the script, measures nothing)")
-    p.add_argument("--frames", type=int, default=16)
-    p.add_argument("--size", type=int, default=128)
+    p.add_argument("--base", help="measure this base (a folder, or toy) instead of the random 64.5 M one; "
+                   "its recipe sets the T-LoRA rows' settings and the default --frames and --size")
+    p.add_argument("--frames", type=int, help="clip frames (default: 16, or the base's recipe)")
+    p.add_argument("--size", type=int, help="clip width and height (default: 128, or the base's recipe)")
     p.add_argument("--steps", type=int, default=8, help="training steps per row")
     p.add_argument("--sample-steps", type=int, default=6)
     p.add_argument("--warmup", type=int, default=2)
@@ -337,18 +343,32 @@ def main(argv=None) -> int:
     import peft
     import torch
 
+    from cav_core import Recipe
+
+    recipe = Recipe()  # the random base's folder has no recipe and matches none: the paper's settings
+    if args.base:
+        from cav_core import load_base
+
+        given = load_base(args.base)
+        recipe, native = given.recipe, given.default_size
+        args.frames, args.size = args.frames or given.default_frames, args.size or min(native)
+        del given
+    args.frames, args.size = args.frames or 16, args.size or 128
+    what = f"base `{args.base}`" if args.base else "narrow test base" if args.small else "64.5 M-parameter UNet3D"
     wanted = set(args.rows.split(",")) if args.rows else set(TRAINING_ROWS) | set(SAMPLING_ROWS)
-    header = [f"# CPU cost of training and sampling ({'narrow test base' if args.small else '64.5 M-parameter UNet3D'})",
+    header = [f"# CPU cost of training and sampling ({what})",
               f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, {args.threads} threads; "
               f"torch {torch.__version__}, diffusers {diffusers.__version__}, peft {peft.__version__}; "
               f"{args.frames} frames at {args.size}x{args.size}, fp32; {args.steps} training steps a row "
               f"(median after {args.warmup}), {args.sample_steps} sampling steps with guidance (mean after 1); "
-              f"all rows in turn, {args.repeats} round{'s' if args.repeats > 1 else ''}, each measure a row's lowest"]
+              f"all rows in turn, {args.repeats} round{'s' if args.repeats > 1 else ''}, each measure a row's lowest",
+              f"T-LoRA rows train with the base's {recipe.summary()}; the MotionDirector-style and absorber rows "
+              "with the paper's settings"]
     print("\n\n".join(header), flush=True)
     keys = [k for k in [*TRAINING_ROWS, *SAMPLING_ROWS] if k in wanted] + ([DEMO_ROW] if args.demo else [])
     runs: dict[str, list[dict]] = {k: [] for k in keys}
     with tempfile.TemporaryDirectory() as folder:
-        base_dir = build_base_folder(folder, args.small)
+        base_dir = args.base or build_base_folder(folder, args.small)
         for round_ in range(args.repeats):
             for key in keys:
                 runs[key].append(run_row(key, args, base_dir))
