@@ -2,7 +2,8 @@
 
     python -m tools.bench.cpu_cost --demo --out docs/bench/cpu.md   # the tables (a quiet machine: nothing else running)
     python -m tools.bench.cpu_cost --small --steps 3 --warmup 1 --frames 2 --size 64 --repeats 1   # checks the script
-    python -m tools.bench.cpu_cost --base toy --steps 16 --warmup 4 --out docs/bench/cpu_shapes_world.md   # the bundled base
+    python -m tools.bench.cpu_cost --base toy --steps 40 --warmup 5 --sample-steps 20 --repeats 3 \
+        --out docs/bench/cpu_shapes_world.md   # the bundled base: short steps need more of them
 
 The base is random-init (what a step costs does not depend on the weights' values): ModelScope's UNet
 config narrowed to block widths 64/128/256/256 (64.5 M parameters, head size 64, text width 768), an
