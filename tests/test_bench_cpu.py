@@ -39,6 +39,17 @@ def test_a_given_base_sets_the_clip_size_and_the_t_lora_rows_settings_from_its_r
     assert "FAILED" not in report and "nan" not in report
 
 
+def test_a_base_folder_given_relative_to_the_callers_folder_is_found_by_the_rows(tmp_path, monkeypatch,
+                                                                                  tiny_base_dir):
+    out = tmp_path / "tiny.md"
+    monkeypatch.chdir(tmp_path)  # the rows run from the repository root, elsewhere
+    assert cpu_cost.main(["--base", os.path.relpath(tiny_base_dir), "--rows", "tlora", "--steps", "3",
+                          "--warmup", "1", "--threads", "1", "--repeats", "1", "--out", str(out)]) == 0
+    report = out.read_text()
+    assert "6 frames at" in report and "recipe 'tiny'" in report  # the tiny base's own recipe
+    assert "FAILED" not in report and "nan" not in report
+
+
 def test_each_measure_is_a_rows_lowest_over_its_rounds_and_a_failed_round_fails_the_row():
     first = {"s_per_step": 2.0, "peak_rss_mib": 1000.0, "setup_s": 5.0, "steps": 8}
     second = {"s_per_step": 1.5, "peak_rss_mib": 1010.0, "setup_s": 6.0, "steps": 8}

@@ -84,6 +84,7 @@ JUDGED_ELSEWHERE = (
     "on a CUDA machine",
 )
 DEMO_ROW = "demo"
+FRAMES, SIZE = 16, 128  # the random base's clip
 
 
 def build_base_folder(folder: str, small: bool) -> str:
@@ -321,8 +322,8 @@ def main(argv=None) -> int:
     p.add_argument("--small", action="store_true", help="a narrow base (checks the script, measures nothing)")
     p.add_argument("--base", help="measure this base (a folder, or toy) instead of the random 64.5 M one; "
                    "its recipe sets the T-LoRA rows' settings and the default --frames and --size")
-    p.add_argument("--frames", type=int, help="clip frames (default: 16, or the base's recipe)")
-    p.add_argument("--size", type=int, help="clip width and height (default: 128, or the base's recipe)")
+    p.add_argument("--frames", type=int, help=f"clip frames (default: {FRAMES}, or the base's recipe)")
+    p.add_argument("--size", type=int, help=f"clip width and height (default: {SIZE}, or the base's recipe)")
     p.add_argument("--steps", type=int, default=8, help="training steps per row")
     p.add_argument("--sample-steps", type=int, default=6)
     p.add_argument("--warmup", type=int, default=2)
@@ -354,7 +355,7 @@ def main(argv=None) -> int:
         recipe, native = given.recipe, given.default_size
         args.frames, args.size = args.frames or given.default_frames, args.size or min(native)
         del given
-    args.frames, args.size = args.frames or 16, args.size or 128
+    args.frames, args.size = args.frames or FRAMES, args.size or SIZE
     what = f"base `{args.base}`" if args.base else "narrow test base" if args.small else "64.5 M-parameter UNet3D"
     wanted = set(args.rows.split(",")) if args.rows else set(TRAINING_ROWS) | set(SAMPLING_ROWS)
     header = [f"# CPU cost of training and sampling ({what})",
@@ -369,7 +370,9 @@ def main(argv=None) -> int:
     keys = [k for k in [*TRAINING_ROWS, *SAMPLING_ROWS] if k in wanted] + ([DEMO_ROW] if args.demo else [])
     runs: dict[str, list[dict]] = {k: [] for k in keys}
     with tempfile.TemporaryDirectory() as folder:
-        base_dir = args.base or build_base_folder(folder, args.small)
+        # rows run from the repository root: a folder given relative to here is passed on whole
+        given_dir = args.base and (os.path.abspath(args.base) if os.path.isdir(args.base) else args.base)
+        base_dir = given_dir or build_base_folder(folder, args.small)
         for round_ in range(args.repeats):
             for key in keys:
                 runs[key].append(run_row(key, args, base_dir))
