@@ -345,16 +345,18 @@ def main(argv=None) -> int:
     import peft
     import torch
 
-    from cav_core import Recipe
+    from cav_core import Recipe, load_base, recipe_for
+    from cav_core.base_model import resolve_base_path
 
     recipe = Recipe()  # the random base's folder has no recipe and matches none: the paper's settings
+    given_dir = None
     if args.base:
-        from cav_core import load_base
-
-        given = load_base(args.base)
-        recipe, native = given.recipe, given.default_size
-        args.frames, args.size = args.frames or given.default_frames, args.size or min(native)
-        del given
+        given_dir = resolve_base_path(args.base)  # absolute: the rows run from the repository root
+        recipe = recipe_for(given_dir)
+        args.frames = args.frames or recipe.frames
+        if not args.size:  # the recipe's size, else the UNet's native one (which needs the base loaded)
+            args.size = min(recipe.width, recipe.height) if recipe.width and recipe.height else \
+                min(load_base(given_dir).default_size)
     args.frames, args.size = args.frames or FRAMES, args.size or SIZE
     what = f"base `{args.base}`" if args.base else "narrow test base" if args.small else "64.5 M-parameter UNet3D"
     wanted = set(args.rows.split(",")) if args.rows else set(TRAINING_ROWS) | set(SAMPLING_ROWS)
@@ -370,8 +372,6 @@ def main(argv=None) -> int:
     keys = [k for k in [*TRAINING_ROWS, *SAMPLING_ROWS] if k in wanted] + ([DEMO_ROW] if args.demo else [])
     runs: dict[str, list[dict]] = {k: [] for k in keys}
     with tempfile.TemporaryDirectory() as folder:
-        # rows run from the repository root: a folder given relative to here is passed on whole
-        given_dir = args.base and (os.path.abspath(args.base) if os.path.isdir(args.base) else args.base)
         base_dir = given_dir or build_base_folder(folder, args.small)
         for round_ in range(args.repeats):
             for key in keys:
