@@ -16,6 +16,7 @@ import numpy as np
 
 from .adapter_file import save_adapter_file
 from .base_model import load_base
+from .files import atomic_path
 from .motion_preview import training_preview, write_preview
 from .plots import loss_curve_image, side_by_side
 from .sampling import SampleSettings, sample_video
@@ -49,7 +50,10 @@ def run_demo(out: str, quick: bool = False, quiet: bool = False, seed: int = 0) 
     write_video(os.path.join(out, "reference.mp4"), reference.frames, reference.fps)
     write_video(os.path.join(out, "reference.gif"), reference.frames, reference.fps)
 
+    stage_ends: dict[str, float] = {}  # stage -> when its last step so far ended
+
     def progress(p):
+        stage_ends[p.stage] = time.time()
         if not quiet and (p.step % 25 == 0 or p.step == p.total):
             _log(quiet, f"  {p.stage} step {p.step}/{p.total} loss {p.loss:.4f}")
 
@@ -57,7 +61,9 @@ def run_demo(out: str, quick: bool = False, quiet: bool = False, seed: int = 0) 
     absorber = base.recipe.absorber_settings(prompt=appearance_caption(DEMO_REFERENCE), steps=steps, seed=seed)
     motion = base.recipe.motion_settings(prompt=reference_caption(DEMO_REFERENCE), steps=steps, seed=seed)
     _log(quiet, f"training on {reference_path(DEMO_REFERENCE)} with the {base.recipe.summary()}")
+    training_started = time.time()
     result = train_customization(base, reference.frames, absorber, motion, hooks=Hooks(on_progress=progress))
+    trained = time.time()
     lora_path = save_adapter_file(os.path.join(out, "zigzag_motion.safetensors"), result.adapter)
     plot = loss_curve_image(result.losses)
     from PIL import Image
@@ -65,7 +71,8 @@ def run_demo(out: str, quick: bool = False, quiet: bool = False, seed: int = 0) 
     Image.fromarray(plot).save(os.path.join(out, "loss.png"))
 
     ref_path = read_clip(reference.frames).trajectory
-    report = {"reference": reference_path(DEMO_REFERENCE), "lora": lora_path, "samples": []}
+    report = {"reference": reference_path(DEMO_REFERENCE), "lora": lora_path,
+              "training_steps": {"absorber": absorber.steps, "motion": motion.steps}, "samples": []}
     columns, labels = [reference.frames], ["reference"]
     for i, prompt in enumerate(NEW_APPEARANCES):
         settings = SampleSettings(prompt=prompt, seed=seed + i, steps=QUICK_STEPS if quick else SAMPLE_STEPS)
@@ -89,11 +96,17 @@ def run_demo(out: str, quick: bool = False, quiet: bool = False, seed: int = 0) 
     comparison = side_by_side(columns, labels)
     write_video(os.path.join(out, "comparison.gif"), comparison, base.default_fps)
     write_video(os.path.join(out, "comparison.mp4"), comparison, base.default_fps)
-    report["seconds"] = round(time.time() - started, 1)
-    with open(os.path.join(out, "report.json"), "w") as f:
+    finished = time.time()
+    report["seconds"] = round(finished - started, 1)
+    absorber_end = stage_ends.get("absorber", training_started)
+    report["seconds_by_part"] = {  # where the time went: loading, each training stage, then sampling and files
+        "loading": round(training_started - started, 1), "absorber": round(absorber_end - training_started, 1),
+        "motion": round(trained - absorber_end, 1), "sampling": round(finished - trained, 1)}
+    with atomic_path(os.path.join(out, "report.json")) as tmp, open(tmp, "w") as f:
         json.dump(report, f, indent=2)
     fid = np.mean([s["motion_fidelity_with_tlora"] for s in report["samples"]])
     fid_base = np.mean([s["motion_fidelity_base_only"] for s in report["samples"]])
-    _log(quiet, f"done in {report['seconds']} s: motion fidelity (velocity cosine to the reference) "
+    parts = ", ".join(f"{part} {seconds:g} s" for part, seconds in report["seconds_by_part"].items())
+    _log(quiet, f"done in {report['seconds']} s ({parts}): motion fidelity (velocity cosine to the reference) "
                 f"{fid:.2f} with the T-LoRA vs {fid_base:.2f} for the base model alone; see {out}")
     return report

@@ -40,6 +40,12 @@ def test_demo_runs_end_to_end_in_quick_mode(tmp_path):
                  "comparison.gif", "comparison.mp4", "sample_0.mp4", "sample_0.gif", "report.json"):
         assert (tmp_path / name).exists(), name
     assert len(report["samples"]) == 3
+    # Where the time went: each part measured, together the whole run (each is rounded to 0.1 s).
+    parts = report["seconds_by_part"]
+    assert list(parts) == ["loading", "absorber", "motion", "sampling"] and min(parts.values()) >= 0
+    assert parts["motion"] > 0 and parts["sampling"] > 0
+    assert abs(sum(parts.values()) - report["seconds"]) <= 0.3
+    assert report["training_steps"] == {"absorber": 2, "motion": 2}
     from cav_core.adapter_file import load_adapter_file
 
     adapter = load_adapter_file(str(tmp_path / "zigzag_motion.safetensors"))
