@@ -11,7 +11,8 @@ SD-sized VAE and a CLIP ViT-L-sized text encoder. It is written once to a tempor
 loads it from there, as a user's base is loaded. Each row runs in a process of its own, so its peak
 resident memory is its own (Linux's VmHWM, which starts afresh with the program; ``ru_maxrss`` would
 carry over the peak of the process that launched it, here the one that built the base); beside it, what
-the process holds once the libraries and the base are loaded, before the row computes anything. s/step is, for
+the process holds as its first UNet forward starts (libraries, what the row keeps loaded and cached, the
+UNet's weights). s/step is, for
 training, the median step after the warm-up steps (steps without validation) and, for sampling, the mean
 step after the first (a schedule's re-fuses at the steps where strengths change are part of what it
 costs); setup is the time from starting the row's process to the end of its first step, less one step
@@ -22,8 +23,8 @@ measured in the same run, and for training also against the MotionDirector-style
 stand-in for MotionDirector's own single-video config: spatial and temporal LoRA at rank 32, temporal
 feed-forward included, gradient checkpointing on). ``--demo`` also runs the one-shot demo (``python -m
 cav_core demo``) in a process of its own and holds its time to the demo goal. For each goal not met, the
-Goals table says what stands in the way in the run's own figures: for memory, what the process holds before
-training against what the goal allows; for time, how far apart the row's rounds were; for the demo, where
+Goals table says what stands in the way in the run's own figures: for memory, what the process holds as
+its first step starts against what the goal allows; for time, how far apart the row's rounds were; for the demo, where
 its time went. ``--base`` measures a base of one's own (a folder, or ``toy`` for the bundled shapes-world
 base) instead: its recipe sets the T-LoRA rows' settings and the clip's size, so the default row is what
 ``python -m cav_core train`` does on it.
@@ -231,14 +232,14 @@ def child(args) -> None:
     release = args.child.startswith("tlora") and args.child != "tlora_keep_encoders"
     base = load_base(args.base_dir, encoders_reloadable=release)
     frames = np.random.default_rng(0).integers(0, 256, (args.frames, args.size, args.size, 3), dtype=np.uint8)
-    held = _status_mib("VmRSS")  # the libraries and the whole base (UNet, VAE, text encoder) loaded
+    held = _held_at_first_forward(base.unet)
     _run_row(args.child, base, frames, args, clock)
     warmup = 1 if args.child in SAMPLING_ROWS else args.warmup  # a sampling step has no optimiser to warm up
     gaps = np.diff(stamps)[warmup:] if len(stamps) > 1 else []
     average = statistics.mean if args.child in SAMPLING_ROWS else statistics.median
     step = average(gaps) if len(gaps) else float("nan")
     result = {"s_per_step": step, "setup_s": stamps[0] - args.t0 - step if stamps else float("nan"),
-              "peak_rss_mib": peak_rss_mib(), "held_mib": held if held is not None else float("nan")}
+              "peak_rss_mib": peak_rss_mib(), "held_mib": held[0] if held and held[0] is not None else float("nan")}
     if validations:
         result["validation_s"] = statistics.mean(validations)
     with open(args.json, "w") as f:
@@ -255,6 +256,25 @@ def _status_mib(field: str) -> float | None:
     except OSError:
         pass
     return None
+
+
+def _held_at_first_forward(unet) -> list:
+    """What the process holds as the row's first UNet forward starts (filled in then): the libraries,
+    what the row keeps loaded and cached, and the UNet's weights. Those are memory-mapped from the
+    base's files and resident only once read, so they are read first (the forward reads them all)."""
+    import torch
+
+    held: list = []
+
+    def measure(module, _args) -> None:
+        with torch.no_grad():
+            for tensor in [*module.parameters(), *module.buffers()]:
+                tensor.sum()
+        held.append(_status_mib("VmRSS"))
+        hook.remove()
+
+    hook = unet.register_forward_pre_hook(measure)
+    return held
 
 
 def peak_rss_mib() -> float:
@@ -307,7 +327,7 @@ def lowest(runs: list[dict]) -> dict:
 
 def table(title: str, rows: dict, results: dict, versus: str | None = None) -> str:
     extra = f" | × {rows[versus].split(':')[0]} (step / RSS / setup)" if versus else ""
-    head = (f"| configuration | s/step | × first | peak RSS MiB | × first | RSS with the base loaded MiB | setup s "
+    head = (f"| configuration | s/step | × first | peak RSS MiB | × first | held at the first step MiB | setup s "
             f"| × first{extra} |")
     lines = [f"\n\n## {title}\n", head, "|---" * (head.count("|") - 1) + "|"]
     keys = list(rows)
@@ -462,14 +482,13 @@ def goals(results: dict) -> str:
 
 
 def _in_the_way(row: dict, versus: dict, measure: str, limit: float, against: str) -> str:
-    """Why a row misses a ratio goal, in the run's figures: for memory, what its process holds before
-    training against what the goal allows; for time, how far apart its rounds were."""
+    """Why a row misses a ratio goal, in the run's figures: for memory, what its process holds as its
+    first step starts against what the goal allows; for time, how far apart its rounds were."""
     if measure == "peak_rss_mib":
         allowed = limit * versus["peak_rss_mib"]
-        return (f"with the base loaded its process holds {row['held_mib']:.0f} MiB of the {allowed:.0f} MiB "
-                f"allowed; training adds {row['peak_rss_mib'] - row['held_mib']:.0f} MiB to that, the "
-                f"{against} run {versus['peak_rss_mib'] - versus['held_mib']:.0f} MiB to its "
-                f"{versus['held_mib']:.0f}")
+        return (f"its process holds {row['held_mib']:.0f} MiB as its first step starts, of the {allowed:.0f} MiB "
+                f"allowed, and its steps add {row['peak_rss_mib'] - row['held_mib']:.0f} MiB; the {against} "
+                f"run holds {versus['held_mib']:.0f} MiB and adds {versus['peak_rss_mib'] - versus['held_mib']:.0f}")
     low, high = row["s_per_step"], row.get("s_per_step_highest", row["s_per_step"])
     allowed = limit * versus["s_per_step"]
     spread = (f"its rounds measured {low:.3f}–{high:.3f} s ({low / versus['s_per_step']:.2f}–"
