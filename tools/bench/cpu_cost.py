@@ -12,21 +12,21 @@ loads it from there, as a user's base is loaded. Each row runs in a process of i
 resident memory is its own (Linux's VmHWM, which starts afresh with the program; ``ru_maxrss`` would
 carry over the peak of the process that launched it, here the one that built the base); beside it, what
 the process holds as its first UNet forward starts (libraries, what the row keeps loaded and cached, the
-UNet's weights). s/step is, for
-training, the median step after the warm-up steps (steps without validation) and, for sampling, the mean
-step after the first (a schedule's re-fuses at the steps where strengths change are part of what it
-costs); setup is the time from starting the row's process to the end of its first step, less one step
-(imports, loading, encoding). All rows run in turn, ``--repeats`` rounds of them, and each measure is a
-row's lowest over the rounds: on a shared machine a row's time moves by up to a quarter from one process
-to the next, and the lowest is the one least disturbed. Ratios are against the first row of each table,
-measured in the same run, and for training also against the MotionDirector-style row (the project's
-stand-in for MotionDirector's own single-video config: spatial and temporal LoRA at rank 32, temporal
-feed-forward included, gradient checkpointing on). ``--demo`` also runs the one-shot demo (``python -m
-cav_core demo``) in a process of its own and holds its time to the demo goal. For each goal not met, the
-Goals table says what stands in the way in the run's own figures: for memory, what the process holds as
-its first step starts against what the goal allows; for time, how far apart the row's rounds were; for the demo, where
-its time went. ``--base`` measures a base of one's own (a folder, or ``toy`` for the bundled shapes-world
-base) instead: its recipe sets the T-LoRA rows' settings and the clip's size, so the default row is what
+UNet's weights). s/step is, for training, the median step after the warm-up steps (steps without
+validation) and, for sampling, the mean step after the first (a schedule's re-fuses at the steps where
+strengths change are part of what it costs); setup is the time from starting the row's process to the end
+of its first step, less one step (imports, loading, encoding). All rows run in turn, ``--repeats`` rounds
+of them, and each measure is a row's lowest over the rounds: on a shared machine a row's time moves by up
+to a third from one process to the next, and the lowest is the one least disturbed. Ratios are against
+the first row of each table, measured in the same run, and for training also against the
+MotionDirector-style row (the project's stand-in for MotionDirector's own single-video config: spatial
+and temporal LoRA at rank 32, temporal feed-forward included, gradient checkpointing on). ``--demo`` also
+runs the one-shot demo (``python -m cav_core demo``) in a process of its own and holds its time to the
+demo goal. For each goal not met, the Goals table says what stands in the way in the run's own figures:
+for memory, what the process holds as its first step starts against what the goal allows; for time, the
+ratio round by round (the two rows ran one after the other in each round); for the demo, where its time
+went. ``--base`` measures a base of one's own (a folder, or ``toy`` for the bundled shapes-world base)
+instead: its recipe sets the T-LoRA rows' settings and the clip's size, so the default row is what
 ``python -m cav_core train`` does on it.
 """
 from __future__ import annotations
