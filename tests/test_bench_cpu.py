@@ -22,7 +22,8 @@ def test_cpu_benchmark_reports_rows_with_ratios(tmp_path):
     assert len(rows) == 5 and all(" 1.00 |" in rows[i] for i in (0, 2))  # each table against its first row
     assert "## Training" in report and "## Sampling" in report
     # without the MotionDirector-style row only the sampling goal and the demo (quick with --small) are judged
-    assert [line.split(" | ")[0] for line in goals.splitlines() if line.startswith("| ") and "goal" not in line] == \
+    assert [line.split(" | ")[0] for line in goals.splitlines() if line.startswith("| ") and
+            not line.startswith("| goal |")] == \
         ["| sampling with two stacked, fused T-LoRAs ≤ 1.05× base alone", "| the demo (`python -m cav_core demo`) ≤ 300 s"]
     assert "Judged outside this run:" in goals
 
