@@ -146,6 +146,9 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--steps", type=int, help="T-LoRA steps")
     g.add_argument("--rank", type=int)
     g.add_argument("--lr", type=float)
+    g.add_argument("--min-timestep", type=int, metavar="T",
+                   help="train the T-LoRA on timesteps T and above only (0: all); the noisier timesteps are "
+                        "where a sample's motion is settled")
     g.add_argument("--loss", choices=list(MOTION_LOSSES),
                    help="debiased = MotionDirector's appearance-debiased temporal loss")
     g.add_argument("--feed-forward", action=argparse.BooleanOptionalAction, default=None,

@@ -59,7 +59,8 @@ def cmd_train(args) -> None:
     flags = dict(rank=args.rank, include_feed_forward=args.feed_forward, include_temporal_convs=args.temporal_convs,
                  absorber_token_in_prompt=args.absorber_token)
     motion = recipe.motion_settings(**{**fixed, **{k: v for k, v in flags.items() if v is not None}},
-                                    prompt=clips[0][1], steps=args.steps, lr=args.lr, seed=args.seed, loss=args.loss)
+                                    prompt=clips[0][1], steps=args.steps, lr=args.lr, seed=args.seed, loss=args.loss,
+                                    min_timestep=args.min_timestep)
     reused = None
     if init is not None and args.absorber is None:
         reused, absorber = absorber_from_file(init)

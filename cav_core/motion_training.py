@@ -62,10 +62,15 @@ class MotionResult(tuple):
 
 def motion_clips(base, clips, settings: MotionSettings) -> tuple[list[Clip], MotionSettings]:
     """The run's clips at one size and length, and the settings whose prompt is the first clip's
-    caption (a clip without one is captioned ``settings.prompt``); both checked."""
+    caption (a clip without one is captioned ``settings.prompt``); both checked, the settings against
+    the base's noise schedule too."""
     clips = training_clips(base, clips, settings.prompt)
     settings = replace(settings, prompt=clips[0].caption)
     settings.validate()
+    timesteps = noise_scheduler(base).config.num_train_timesteps
+    if settings.min_timestep >= timesteps:
+        raise CavError(f"min_timestep {settings.min_timestep} leaves no timestep to train: this base's schedule has "
+                       f"{timesteps} (0 to {timesteps - 1}); use a smaller one (0: all)")
     for i, clip in enumerate(clips):
         if not clip.caption.strip():
             raise CavError(f"reference clip {i + 1} has no caption; describe each clip")
@@ -153,7 +158,7 @@ def train_motion(base, clips, settings: MotionSettings, absorber: Absorber | Non
             i = int(torch.randint(0, len(clips), (1,), generator=g)) if len(clips) > 1 else 0
             clean = latents[i]
             noise = torch.randn(clean.shape, generator=g).to(device)
-            t = torch.randint(0, scheduler.config.num_train_timesteps, (1,), generator=g).to(device)
+            t = torch.randint(settings.min_timestep, scheduler.config.num_train_timesteps, (1,), generator=g).to(device)
             noisy = scheduler.add_noise(clean, noise, t)
             with autocast(device, compute.mixed_precision):
                 pred = unet(noisy.to(dtype), t, text[i:i + 1].to(dtype)).sample.float()

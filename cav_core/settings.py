@@ -69,6 +69,9 @@ class MotionSettings:
     include_feed_forward: bool = False
     include_temporal_convs: bool = False  # not the paper's default; see targeting.temporal_targets
     loss: str = "mse"  # or "debiased" (MotionDirector's appearance-debiased temporal loss)
+    # Training timesteps are drawn uniformly from [min_timestep, the schedule's count). Above 0 every
+    # step goes to the noisier timesteps, where sampling settles where things are and how they move.
+    min_timestep: int = 0
     # Whether stage 2's caption carries the absorber's TI token (METHOD: it "may"). Without it, a
     # TI absorber still trains in stage 1 and is saved, but stage 2 sees only its S-LoRA.
     absorber_token_in_prompt: bool = True
@@ -78,6 +81,8 @@ class MotionSettings:
             raise CavError("the motion prompt is empty; describe the reference video")
         if self.loss not in MOTION_LOSSES:
             raise CavError(f"motion loss must be one of {', '.join(MOTION_LOSSES)}, not {self.loss!r}")
+        if isinstance(self.min_timestep, bool) or not isinstance(self.min_timestep, int) or self.min_timestep < 0:
+            raise CavError(f"min_timestep must be a whole number from 0, got {self.min_timestep!r}")
         _check_common(self.steps, self.lr, self.rank)
 
     def targets(self, unet: torch.nn.Module) -> list[str]:

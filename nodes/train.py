@@ -28,6 +28,9 @@ AUTO = "auto"
 SWITCH = {AUTO: None, "on": True, "off": False}  # a tri-state widget's value -> explicit setting
 
 
+AUTO_TIMESTEP = -1  # min_timestep's auto: 0 is a setting of its own (every timestep)
+
+
 def auto_number(value):
     """0 means auto: the recipe's value."""
     return value or None
@@ -220,6 +223,9 @@ def motion_inputs(switch, later_inputs: bool = True) -> list:
                         tooltip="One prompt per line, best a new subject or scene (empty: the new appearances "
                                 "the base's recipe names, else the reference's caption). The last sample is shown "
                                 "beside the reference in the saved file's preview."),
+        io.Int.Input("min_timestep", default=AUTO_TIMESTEP, min=AUTO_TIMESTEP, max=100000, optional=True,
+                     tooltip="Train on the diffusion timesteps from this one up only, the noisier ones, where a "
+                             "sample's motion is settled (0 = all of them). -1 = auto: the base's recipe."),
     ]
 
 
@@ -235,8 +241,9 @@ def describe_motion(settings: MotionSettings) -> str:
                                                     ("feed-forward", settings.include_feed_forward),
                                                     ("temporal convs", settings.include_temporal_convs)) if on]
     token = "in" if settings.absorber_token_in_prompt else "out"
+    timesteps = f", timesteps from {settings.min_timestep}" if settings.min_timestep else ""
     return (f"rank {settings.rank}, lr {settings.lr:g}, {settings.loss} loss, {' + '.join(layers)}, "
-            f"absorber token {token}")
+            f"absorber token {token}{timesteps}")
 
 
 class TrainMotion(io.ComfyNode):
@@ -257,7 +264,8 @@ class TrainMotion(io.ComfyNode):
     @classmethod
     def settings(cls, base: LoadedBase, prompt: str, steps: int, lr: float, rank: int, seed: int, loss: str,
                  include_transformer_in: str, include_feed_forward: str, include_temporal_convs: str,
-                 absorber_token_in_prompt: str, init_lora: MotionLora | None = None) -> MotionSettings:
+                 absorber_token_in_prompt: str, init_lora: MotionLora | None = None,
+                 min_timestep: int = AUTO_TIMESTEP) -> MotionSettings:
         """The widgets as settings: explicit values, else what ``init_lora``'s file fixes (a run that
         keeps training it), else the base's recipe, else the paper's."""
         fixed = continuation_settings(init_lora.adapter, f"init_lora '{init_lora.name}'") if init_lora else {}
@@ -267,7 +275,8 @@ class TrainMotion(io.ComfyNode):
                         absorber_token_in_prompt=SWITCH[absorber_token_in_prompt])
         return base.base.recipe.motion_settings(
             **{**fixed, **{k: v for k, v in explicit.items() if v is not None}},
-            prompt=prompt.strip(), steps=auto_number(steps), lr=auto_number(lr), seed=seed, loss=auto_choice(loss))
+            prompt=prompt.strip(), steps=auto_number(steps), lr=auto_number(lr), seed=seed, loss=auto_choice(loss),
+            min_timestep=None if min_timestep == AUTO_TIMESTEP else min_timestep)
 
     @classmethod
     def execute(cls, base: LoadedBase, reference, prompt: str, steps: int, lr: float, rank: int, seed: int,
@@ -276,10 +285,11 @@ class TrainMotion(io.ComfyNode):
                 absorber_token_in_prompt: str = AUTO, gradient_checkpointing: bool = False,
                 absorber: TrainedAbsorber | None = None, more_clips: TrainingClips | None = None,
                 init_lora: MotionLora | None = None, validate_every: int = 0,
-                validation_prompts: str = "") -> io.NodeOutput:
+                validation_prompts: str = "", min_timestep: int = AUTO_TIMESTEP) -> io.NodeOutput:
         with host.engine_call():
             settings = cls.settings(base, prompt, steps, lr, rank, seed, loss, include_transformer_in,
-                                    include_feed_forward, include_temporal_convs, absorber_token_in_prompt, init_lora)
+                                    include_feed_forward, include_temporal_convs, absorber_token_in_prompt, init_lora,
+                                    min_timestep)
             settings.validate()
             if init_lora is not None:
                 check_same_base(f"init_lora '{init_lora.name}'", init_lora.adapter.base_name,

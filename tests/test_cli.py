@@ -68,6 +68,16 @@ def test_train_can_leave_the_token_out_of_the_motion_caption(tiny_base_dir, clip
     assert info["kinds"] == ["temporal", "spatial", "textual_inversion"]  # the TI is still trained and kept
 
 
+def test_train_min_timestep_is_recorded_and_checked_against_the_schedule(tiny_base_dir, clip_file, tmp_path, capsys):
+    lora = tmp_path / "noisy.safetensors"
+    assert _train(tiny_base_dir, clip_file, lora, "--min-timestep", "600") == 0
+    capsys.readouterr()
+    assert main(["inspect", str(lora)]) == 0
+    assert json.loads(capsys.readouterr().out)["training"]["min_timestep"] == 600
+    assert _train(tiny_base_dir, clip_file, tmp_path / "none.safetensors", "--min-timestep", "1000") == 2
+    assert "leaves no timestep" in capsys.readouterr().err and not (tmp_path / "none.safetensors").exists()
+
+
 def test_user_errors_are_one_line_exit_2(tiny_base_dir, tmp_path, capsys):
     bad = tmp_path / "broken.mp4"
     bad.write_text("this is not a video")

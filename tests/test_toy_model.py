@@ -107,6 +107,15 @@ def test_a_convs_variant_is_its_method_with_the_recipes_t_lora(toy, method):
     assert any(".temp_convs." in t for t in lora.targets)
     assert not any(".temp_convs." in t for t in plain.targets)
     assert all("temp_attentions" in t or "transformer_in" in t or ".temp_convs." in t for t in lora.targets)
+    seen = []  # the recipe variant trains on the timesteps it is told to
+    handle = toy.unet.register_forward_pre_hook(lambda _, args: seen.append(int(args[1].reshape(-1)[0])))
+    try:
+        evaluation._train(f"{method}_convs", toy, frames, "zigzag", {**budget, "convs_min_timestep": 990}, 0)
+    finally:
+        handle.remove()
+    # The T-LoRA's 2 steps are the last forwards; MotionDirector's steps each run a frame, then the clip.
+    t_lora = seen[::-1][:4:2] if method == "motiondirector" else seen[-2:]
+    assert len(t_lora) == 2 and min(t_lora) >= 990
 
 
 def test_the_no_token_variant_trains_the_dual_absorber_and_leaves_its_token_out(toy, monkeypatch):

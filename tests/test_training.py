@@ -92,6 +92,41 @@ def test_debiased_loss_option_runs_and_differs(tiny_base, clip_frames):
     assert debiased[0] > plain[0]  # same noise, plus a non-negative second term
 
 
+def _timesteps_trained(unet, run) -> list[int]:
+    """The timesteps of every UNet forward while ``run()`` trains."""
+    seen = []
+    handle = unet.register_forward_pre_hook(lambda _, args: seen.extend(int(t) for t in args[1].reshape(-1)))
+    try:
+        run()
+    finally:
+        handle.remove()
+    return seen
+
+
+def test_min_timestep_keeps_training_on_the_noisier_timesteps(tiny_base, clip_frames):
+    def trained(min_timestep):
+        settings = MotionSettings(prompt="a red square", steps=12, seed=1, min_timestep=min_timestep)
+        return _timesteps_trained(tiny_base.unet, lambda: train_motion(tiny_base, clip_frames, settings))
+
+    everywhere, noisy = trained(0), trained(800)
+    assert len(everywhere) == len(noisy) == 12
+    assert min(everywhere) < 800 and min(noisy) >= 800 and max(noisy) < 1000
+    with pytest.raises(CavError, match="leaves no timestep"):
+        train_motion(tiny_base, clip_frames, MotionSettings(prompt="x", steps=1, min_timestep=1000))
+    for bad in (-1, True, 2.5):
+        with pytest.raises(CavError, match="min_timestep"):
+            MotionSettings(prompt="x", min_timestep=bad).validate()
+
+
+def test_min_timestep_out_of_the_schedule_fails_before_the_absorber_trains(tiny_base, clip_frames):
+    absorber, motion = _settings()
+
+    def run():
+        with pytest.raises(CavError, match="leaves no timestep"):
+            train_customization(tiny_base, clip_frames, absorber, replace(motion, min_timestep=5000))
+    assert _timesteps_trained(tiny_base.unet, run) == []  # not one absorber step was spent
+
+
 def _settings(steps=4):
     return (AbsorberSettings(kind="dual", prompt="a red square", steps=3, lr=1e-2),
             MotionSettings(prompt="a red square moving right", steps=steps, lr=1e-2))
@@ -223,7 +258,8 @@ def test_training_record_carries_every_setting():
     # Non-default values everywhere, so a field recorded from the wrong place or left out shows.
     motion = MotionSettings(prompt="a dot zigzags", steps=7, lr=1e-3, rank=2, alpha=3.0, seed=5,
                             include_transformer_in=False, include_feed_forward=True,
-                            include_temporal_convs=True, loss="debiased", absorber_token_in_prompt=False)
+                            include_temporal_convs=True, loss="debiased", absorber_token_in_prompt=False,
+                            min_timestep=300)
     absorber = AbsorberSettings(kind="ti", prompt="a dot", steps=3, lr=2e-4, ti_lr=1e-2, rank=8,
                                 crop_range=(0.4, 0.9), batch=2, crop_pool=9, seed=3, placeholder="<dot>",
                                 init_word="shape")

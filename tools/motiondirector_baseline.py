@@ -4,7 +4,8 @@
 a spatial LoRA learns from one random frame per step (temporal layers bypassed) while a temporal
 LoRA learns from the whole clip with the appearance-debiased loss; at inference only the temporal
 LoRA is used, as in the paper. Each step does two backward passes so that the spatial LoRA is
-shaped by the spatial loss only and the temporal LoRA by the temporal loss only.
+shaped by the spatial loss only and the temporal LoRA by the temporal loss only. The temporal
+path draws its timesteps as the T-LoRA settings say (``min_timestep``), so both train alike.
 """
 from __future__ import annotations
 
@@ -60,7 +61,8 @@ def train_motiondirector(base, frames: np.ndarray, settings: MotionSettings, spa
                 for p in temporal:
                     p.requires_grad_(True)
                 noise = torch.randn(latents.shape, generator=g).to(device)
-                t = torch.randint(0, scheduler.config.num_train_timesteps, (1,), generator=g).to(device)
+                t = torch.randint(settings.min_timestep, scheduler.config.num_train_timesteps, (1,),
+                                  generator=g).to(device)
                 pred = unet(scheduler.add_noise(latents, noise, t), t, text).sample
                 temporal_loss = debiased_loss(pred, diffusion_target(scheduler, latents, noise, t), g)
                 temporal_loss.backward()

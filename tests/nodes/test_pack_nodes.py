@@ -128,6 +128,9 @@ def test_auto_settings_are_the_bases_recipe_and_explicit_values_win(nodes, comfy
     assert auto == toy.base.recipe.motion_settings(prompt=MOTION["prompt"])
     explicit = train.settings(toy, **{k: AUTO_MOTION[k] for k in keys} | {"rank": 3, "include_temporal_convs": "off"})
     assert (explicit.rank, explicit.include_temporal_convs, explicit.steps) == (3, False, 1000)
+    for every_timestep_or_from in (0, 700):  # 0 is a setting of its own (all timesteps), not auto
+        chosen = train.settings(toy, **{k: AUTO_MOTION[k] for k in keys}, min_timestep=every_timestep_or_from)
+        assert chosen.min_timestep == every_timestep_or_from
     # A base without a recipe file trains with the paper's settings.
     tiny = run(nodes["CAV_LoadBase"], model=TINY, precision="auto").result[0]
     paper = train.settings(tiny, **{k: AUTO_MOTION[k] for k in keys})
