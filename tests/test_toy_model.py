@@ -90,7 +90,7 @@ def test_evaluation_harness_runs_reports_and_resumes(tmp_path, monkeypatch):
 
 
 @pytest.mark.parametrize("method", ["none", "ti", "dual", "dual_no_token", "motiondirector"])
-def test_a_convs_variant_is_its_method_with_the_recipes_t_lora(toy, method):
+def test_a_convs_variant_is_its_method_with_the_recipes_t_lora(toy, method, monkeypatch):
     """Each *_convs variant trains the same method (absorber kind, or MotionDirector's joint LoRAs)
     with the bundled base's recipe T-LoRA: attention and temporal convolutions, at the recipe's
     rank, for its own step budget; the plain variant keeps the paper's attention-only rank-4 T-LoRA."""
@@ -107,12 +107,19 @@ def test_a_convs_variant_is_its_method_with_the_recipes_t_lora(toy, method):
     assert any(".temp_convs." in t for t in lora.targets)
     assert not any(".temp_convs." in t for t in plain.targets)
     assert all("temp_attentions" in t or "transformer_in" in t or ".temp_convs." in t for t in lora.targets)
-    seen = []  # the recipe variant trains on the timesteps it is told to
+    # Given a learning rate and a lowest timestep, the recipe variant trains with them.
+    seen, settings = [], []
+    trainer = "train_motiondirector" if method == "motiondirector" else "train_motion"
+    original = getattr(evaluation, trainer)
+    monkeypatch.setattr(evaluation, trainer, lambda base, frames, motion, *rest: (
+        settings.append(motion), original(base, frames, motion, *rest))[1])
     handle = toy.unet.register_forward_pre_hook(lambda _, args: seen.append(int(args[1].reshape(-1)[0])))
     try:
-        evaluation._train(f"{method}_convs", toy, frames, "zigzag", {**budget, "convs_min_timestep": 990}, 0)
+        evaluation._train(f"{method}_convs", toy, frames, "zigzag",
+                          {**budget, "convs_min_timestep": 990, "convs_lr": 0.25}, 0)
     finally:
         handle.remove()
+    assert (settings[0].lr, settings[0].min_timestep, settings[0].steps) == (0.25, 990, 2)
     # The T-LoRA's 2 steps are the last forwards; MotionDirector's steps each run a frame, then the clip.
     t_lora = seen[::-1][:4:2] if method == "motiondirector" else seen[-2:]
     assert len(t_lora) == 2 and min(t_lora) >= 990

@@ -75,6 +75,7 @@ def _train(variant: str, base, frames, name: str, steps: dict, seed: int):
     motion = recipe.motion_settings(prompt=reference_caption(name), seed=seed,
                                     steps=steps.get("convs_motion") if convs else steps.get("motion"),
                                     min_timestep=steps.get("convs_min_timestep") if convs else None,
+                                    lr=steps.get("convs_lr") if convs else None,
                                     absorber_token_in_prompt=not method.endswith(NO_TOKEN))
     if method == "motiondirector":
         return train_motiondirector(base, frames, motion)[0]
@@ -228,6 +229,7 @@ def main(argv=None) -> int:
     p.add_argument("--absorber-steps", type=int, help="default: the paper's")
     p.add_argument("--motion-steps", type=int, help="T-LoRA steps of the paper-setting variants (default: the paper's)")
     p.add_argument("--convs-motion-steps", type=int, help="T-LoRA steps of the *_convs variants (default: the recipe's)")
+    p.add_argument("--convs-lr", type=float, help="T-LoRA learning rate of the *_convs variants (default: the recipe's)")
     p.add_argument("--convs-min-timestep", type=int,
                    help="lowest training timestep of the *_convs variants' T-LoRA (default: the recipe's)")
     p.add_argument("--sample-steps", type=int, default=25)
@@ -236,7 +238,8 @@ def main(argv=None) -> int:
     summary = evaluate(args.out, args.motions, args.variants, tuple(args.seeds),
                        {k: v for k, v in {"absorber": args.absorber_steps, "motion": args.motion_steps,
                                           "convs_motion": args.convs_motion_steps,
-                                          "convs_min_timestep": args.convs_min_timestep}.items() if v is not None},
+                                          "convs_min_timestep": args.convs_min_timestep,
+                                          "convs_lr": args.convs_lr}.items() if v is not None},
                        args.sample_steps,
                        log=lambda s: print(s, file=sys.stderr, flush=True), base_source=args.base)
     print(markdown_table(summary))
