@@ -83,8 +83,8 @@ def main(argv=None) -> int:
                 labels += ["base", "T-LoRA"]
     write_video(os.path.join(args.out, "comparison.gif"), side_by_side(columns, labels), FPS)
     report = {"caption": CAPTION, "recipe": adapter.training.get("recipe"),
-              "training": {k: adapter.training[k] for k in ("steps", "rank", "include_temporal_convs",
-                                                            "absorber_token_in_prompt")},
+              "training": {k: adapter.training[k] for k in ("steps", "lr", "min_timestep", "rank",
+                                                            "include_temporal_convs", "absorber_token_in_prompt")},
               "mean_fidelity_with_tlora": float(np.mean([r["fidelity_with_tlora"] for r in rows])),
               "mean_fidelity_base_only": float(np.mean([r["fidelity_base_only"] for r in rows])),
               "samples": rows}

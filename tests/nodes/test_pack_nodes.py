@@ -124,10 +124,11 @@ def test_auto_settings_are_the_bases_recipe_and_explicit_values_win(nodes, comfy
     keys = ("prompt", "steps", "lr", "rank", "seed", "loss", "include_transformer_in", "include_feed_forward",
             "include_temporal_convs", "absorber_token_in_prompt")
     auto = train.settings(toy, **{k: AUTO_MOTION[k] for k in keys})
-    assert (auto.steps, auto.rank, auto.include_temporal_convs, auto.absorber_token_in_prompt) == (1000, 16, True, False)
+    assert (auto.steps, auto.rank, auto.include_temporal_convs, auto.absorber_token_in_prompt) == (400, 16, True, False)
+    assert auto.min_timestep == 700
     assert auto == toy.base.recipe.motion_settings(prompt=MOTION["prompt"])
     explicit = train.settings(toy, **{k: AUTO_MOTION[k] for k in keys} | {"rank": 3, "include_temporal_convs": "off"})
-    assert (explicit.rank, explicit.include_temporal_convs, explicit.steps) == (3, False, 1000)
+    assert (explicit.rank, explicit.include_temporal_convs, explicit.steps) == (3, False, 400)
     for every_timestep_or_from in (0, 700):  # 0 is a setting of its own (all timesteps), not auto
         chosen = train.settings(toy, **{k: AUTO_MOTION[k] for k in keys}, min_timestep=every_timestep_or_from)
         assert chosen.min_timestep == every_timestep_or_from
@@ -135,6 +136,7 @@ def test_auto_settings_are_the_bases_recipe_and_explicit_values_win(nodes, comfy
     tiny = run(nodes["CAV_LoadBase"], model=TINY, precision="auto").result[0]
     paper = train.settings(tiny, **{k: AUTO_MOTION[k] for k in keys})
     assert (paper.steps, paper.rank, paper.include_temporal_convs, paper.absorber_token_in_prompt) == (300, 4, False, True)
+    assert paper.min_timestep == 0
     absorber = nodes["CAV_TrainAbsorber"]
     frames = run(nodes["CAV_LoadReferenceVideo"], **{**REFERENCE, "max_frames": 0, "width": 0, "height": 0},
                  base=toy).result[0]
