@@ -5,7 +5,8 @@ to inputs by the order of the node definition's widgets (from GET /object_info),
 frontend-only values the editor stores (the seed's "control after generate", a combo's control
 and filter, the upload button); a link wins over a widget of the same name; notes, muted (mode 2)
 and bypassed (mode 4) nodes are left out, links pass through reroutes and bypassed nodes, and a
-primitive node's value replaces its link. Subgraphs and group nodes are not supported.
+primitive node's value replaces its link. A workflow saved before optional widgets were added to a
+node's end gets their defaults, as in the editor. Subgraphs and group nodes are not supported.
 """
 from __future__ import annotations
 
@@ -50,6 +51,20 @@ def widget_slots(node_def: dict) -> list[str | None]:
     return slots
 
 
+def _added_optional_defaults(node_def: dict, missing: list[str | None]) -> list:
+    """The values the editor gives widgets a saved workflow has no value for, when they are optional
+    inputs added to the node's end after it was saved (they keep their defaults); else none."""
+    optional = node_def["input"].get("optional", {})
+
+    def default(name):
+        entry = optional.get(name) or []
+        return entry[1].get("default") if len(entry) > 1 and isinstance(entry[1], dict) else None
+
+    if not missing or any(name is not None and default(name) is None for name in missing):
+        return []
+    return [None if name is None else default(name) for name in missing]
+
+
 def ui_to_api(workflow: dict, object_info: dict) -> dict:
     """The API prompt of ``workflow``; raises ConversionError for what it cannot convert."""
     if workflow.get("definitions", {}).get("subgraphs"):
@@ -92,6 +107,7 @@ def ui_to_api(workflow: dict, object_info: dict) -> dict:
             inputs.update(values)
         else:
             slots = widget_slots(object_info[kind])
+            values = list(values) + _added_optional_defaults(object_info[kind], slots[len(values):])
             if len(values) != len(slots):
                 raise ConversionError(f"node {node['id']} ({kind}) stores {len(values)} widget values but its "
                                       f"definition has {len(slots)} widget slots; re-save the workflow")
