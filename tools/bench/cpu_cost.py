@@ -16,8 +16,8 @@ UNet's weights). s/step is, for training, the median step after the warm-up step
 validation) and, for sampling, the mean step after the first (a schedule's re-fuses at the steps where
 strengths change are part of what it costs); setup is the time from starting the row's process to the end
 of its first step, less one step (imports, loading, encoding). All rows run in turn, ``--repeats`` rounds
-of them, and each measure is a row's lowest over the rounds: on a shared machine a row's time moves by up
-to a third from one process to the next, and the lowest is the one least disturbed. Ratios are against
+of them, and each measure is a row's lowest over the rounds: on a shared machine a row's time can nearly
+double from one process to the next, and the lowest is the one least disturbed. Ratios are against
 the first row of each table, measured in the same run, and for training also against the
 MotionDirector-style row (the project's stand-in for MotionDirector's own single-video config: spatial
 and temporal LoRA at rank 32, temporal feed-forward included, gradient checkpointing on). ``--demo`` also
@@ -368,7 +368,7 @@ def main(argv=None) -> int:
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--rows", help="comma-separated row keys (default: all)")
     p.add_argument("--repeats", type=int, default=2, help="rounds of all rows; each measure is a row's lowest")
-    p.add_argument("--demo", action="store_true", help="also time the one-shot demo (about 10 minutes on 2 cores; "
+    p.add_argument("--demo", action="store_true", help="also time the one-shot demo (about 5 minutes on 2 cores; "
                    "with --small, its quick mode)")
     p.add_argument("--out", help="also write the tables here (markdown)")
     p.add_argument("--child", help=argparse.SUPPRESS)
