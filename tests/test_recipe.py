@@ -109,5 +109,5 @@ def test_the_bundled_base_carries_the_recipe_that_learns_a_path_there():
     motion = recipe.motion_settings(prompt="x")
     assert recipe.name == "shapes_world" and recipe.validation_prompts  # a new appearance to validate with
     assert (motion.include_temporal_convs, motion.rank, motion.steps, motion.absorber_token_in_prompt) == (
-        True, 16, 400, False)
-    assert (motion.lr, motion.min_timestep) == (1e-3, 700)  # the noisiest 30% of its 1000 timesteps
+        True, 16, 300, False)
+    assert (motion.lr, motion.min_timestep) == (2e-3, 700)  # the noisiest 30% of its 1000 timesteps
