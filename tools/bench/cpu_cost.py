@@ -368,7 +368,7 @@ def main(argv=None) -> int:
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--rows", help="comma-separated row keys (default: all)")
     p.add_argument("--repeats", type=int, default=2, help="rounds of all rows; each measure is a row's lowest")
-    p.add_argument("--demo", action="store_true", help="also time the one-shot demo (about 5 minutes on 2 cores; "
+    p.add_argument("--demo", action="store_true", help="also time the one-shot demo (about 4 minutes on 2 cores; "
                    "with --small, its quick mode)")
     p.add_argument("--out", help="also write the tables here (markdown)")
     p.add_argument("--child", help=argparse.SUPPRESS)
