@@ -18,7 +18,7 @@ from .adapter_file import AdapterFile, TokenEmbeddings
 from .adapters import SPATIAL, LoraWeights
 from .checkpoint import RunCheckpoint
 from .compute import adamw, autocast, gradient_checkpointing, on_device
-from .diffusion import diffusion_target, noise_scheduler, step_generator
+from .diffusion import diffusion_target, noise_scheduler, step_generator, training_timesteps
 from .frames import clip_pixels, run_identity, training_clips
 from .latents import encode_frames, random_crops
 from .settings import AbsorberSettings, ComputeSettings
@@ -105,7 +105,7 @@ def train_absorber(base, clips, settings: AbsorberSettings,
             idx = torch.randint(0, len(pool_device), (settings.batch,), generator=g)
             latents = pool_device[idx].unsqueeze(2)  # [B, C, 1, h, w]: each crop is its own clip
             noise = torch.randn(latents.shape, generator=g).to(device)
-            t = torch.randint(0, scheduler.config.num_train_timesteps, (settings.batch,), generator=g).to(device)
+            t = training_timesteps(scheduler, g, settings.batch).to(device)
             text = fixed_text if fixed_text is not None else encode_prompts(base, [prompt], device)
             with autocast(device, compute.mixed_precision):
                 noisy = scheduler.add_noise(latents, noise, t).to(dtype)

@@ -20,6 +20,11 @@ def step_generator(seed: int, stage: int, step: int) -> torch.Generator:
     return torch.Generator().manual_seed(int(state))
 
 
+def training_timesteps(scheduler, g: torch.Generator, count: int = 1, lowest: int = 0) -> torch.Tensor:
+    """``count`` training timesteps drawn uniformly from [lowest, the schedule's count), on the CPU."""
+    return torch.randint(lowest, scheduler.config.num_train_timesteps, (count,), generator=g)
+
+
 def diffusion_target(scheduler, latents, noise, t):
     if scheduler.config.prediction_type == "v_prediction":
         return scheduler.get_velocity(latents, noise, t)

@@ -19,7 +19,8 @@ from .absorber_training import ABSORBER_ADAPTER, Absorber, absorber_tensors
 from .adapters import TEMPORAL, LoraWeights
 from .checkpoint import RunCheckpoint
 from .compute import adamw, autocast, gradient_checkpointing, on_device, temporal_convs_as_2d
-from .diffusion import clean_estimate, debiased_loss, diffusion_target, noise_scheduler, step_generator
+from .diffusion import (clean_estimate, debiased_loss, diffusion_target, noise_scheduler, step_generator,
+                        training_timesteps)
 from .errors import CavError
 from .frames import Clip, run_identity, tensor_digest, training_clips
 from .latents import decode_latents, encode_frames
@@ -158,7 +159,7 @@ def train_motion(base, clips, settings: MotionSettings, absorber: Absorber | Non
             i = int(torch.randint(0, len(clips), (1,), generator=g)) if len(clips) > 1 else 0
             clean = latents[i]
             noise = torch.randn(clean.shape, generator=g).to(device)
-            t = torch.randint(settings.min_timestep, scheduler.config.num_train_timesteps, (1,), generator=g).to(device)
+            t = training_timesteps(scheduler, g, lowest=settings.min_timestep).to(device)
             noisy = scheduler.add_noise(clean, noise, t)
             with autocast(device, compute.mixed_precision):
                 pred = unet(noisy.to(dtype), t, text[i:i + 1].to(dtype)).sample.float()

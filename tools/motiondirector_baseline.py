@@ -15,7 +15,8 @@ import torch.nn.functional as F
 
 from cav_core import (TEMPORAL, ComputeSettings, LoraWeights, MotionSettings, debiased_loss, diffusion_target,
                       encode_frames, encode_prompts, extract_lora, gradient_checkpointing, inject_lora, noise_scheduler,
-                      on_device, remove_adapters, spatial_targets, step_generator, temporal_layers_bypassed)
+                      on_device, remove_adapters, spatial_targets, step_generator, temporal_layers_bypassed,
+                      training_timesteps)
 
 
 def train_motiondirector(base, frames: np.ndarray, settings: MotionSettings, spatial_lr: float = 1e-4,
@@ -48,7 +49,7 @@ def train_motiondirector(base, frames: np.ndarray, settings: MotionSettings, spa
                 k = int(torch.randint(0, latents.shape[2], (1,), generator=g))
                 frame = latents[:, :, k:k + 1]
                 noise = torch.randn(frame.shape, generator=g).to(device)
-                t = torch.randint(0, scheduler.config.num_train_timesteps, (1,), generator=g).to(device)
+                t = training_timesteps(scheduler, g).to(device)
                 for p in spatial:
                     p.requires_grad_(True)
                 with temporal_layers_bypassed(unet):
@@ -61,8 +62,7 @@ def train_motiondirector(base, frames: np.ndarray, settings: MotionSettings, spa
                 for p in temporal:
                     p.requires_grad_(True)
                 noise = torch.randn(latents.shape, generator=g).to(device)
-                t = torch.randint(settings.min_timestep, scheduler.config.num_train_timesteps, (1,),
-                                  generator=g).to(device)
+                t = training_timesteps(scheduler, g, lowest=settings.min_timestep).to(device)
                 pred = unet(scheduler.add_noise(latents, noise, t), t, text).sample
                 temporal_loss = debiased_loss(pred, diffusion_target(scheduler, latents, noise, t), g)
                 temporal_loss.backward()
