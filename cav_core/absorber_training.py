@@ -17,7 +17,7 @@ from . import adapters
 from .adapter_file import AdapterFile, TokenEmbeddings
 from .adapters import SPATIAL, LoraWeights
 from .checkpoint import RunCheckpoint
-from .compute import adamw, autocast, gradient_checkpointing, on_device
+from .compute import adamw, autocast, gradient_checkpointing, on_device, saved_activations
 from .diffusion import diffusion_target, noise_scheduler, step_generator, training_timesteps
 from .frames import clip_pixels, run_identity, training_clips
 from .latents import encode_frames, random_crops
@@ -99,6 +99,7 @@ def train_absorber(base, clips, settings: AbsorberSettings,
             start, losses = RunCheckpoint.restore(_saved, params, optimizer)
         pool_device = pool.to(device)
         dtype = unet.dtype  # diffusers finds it by walking every module: once, not every step
+        keep_activations = saved_activations(unet, compute.bf16_activations)
 
         def step_loss(step: int) -> torch.Tensor:
             g = step_generator(settings.seed, 1, step)
@@ -107,7 +108,7 @@ def train_absorber(base, clips, settings: AbsorberSettings,
             noise = torch.randn(latents.shape, generator=g).to(device)
             t = training_timesteps(scheduler, g, settings.batch).to(device)
             text = fixed_text if fixed_text is not None else encode_prompts(base, [prompt], device)
-            with autocast(device, compute.mixed_precision):
+            with autocast(device, compute.mixed_precision), keep_activations():
                 noisy = scheduler.add_noise(latents, noise, t).to(dtype)
                 pred = unet(noisy, t, text.expand(settings.batch, -1, -1).to(dtype)).sample
             return F.mse_loss(pred.float(), diffusion_target(scheduler, latents, noise, t).float())

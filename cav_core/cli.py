@@ -173,6 +173,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: cuda when available)")
     t.add_argument("--mixed-precision", default="no", choices=["no", "bf16", "fp16"])
     t.add_argument("--gradient-checkpointing", action="store_true")
+    t.add_argument("--bf16-activations", action="store_true",
+                   help="keep the activations saved for backward in bf16: less memory, slightly slower steps")
     t.add_argument("--out", required=True, help="adapter file to write (.safetensors); its animated preview (the "
                                                 "reference, and the last validation sample) goes beside it as .webp")
     t.add_argument("--quiet", action="store_true")

@@ -69,7 +69,8 @@ def cmd_train(args) -> None:
                                             steps=args.absorber_steps, rank=args.rank, lr=args.absorber_lr,
                                             seed=args.seed)
     compute = ComputeSettings(device=args.device, mixed_precision=args.mixed_precision,
-                              gradient_checkpointing=args.gradient_checkpointing)
+                              gradient_checkpointing=args.gradient_checkpointing,
+                              bf16_activations=args.bf16_activations)
     if not args.quiet:
         frames = clips[0][0]
         what = f"{len(clips)} clips of {len(frames)} frames" if len(clips) > 1 else f"{len(frames)} frames"

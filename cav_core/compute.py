@@ -1,9 +1,10 @@
 """Where and in what precision the work runs: device moves, autocast, gradient checkpointing,
-and the CPU's faster kernel for temporal convolutions."""
+activations kept for backward in bf16, and the CPU's faster kernel for temporal convolutions."""
 from __future__ import annotations
 
 import contextlib
 import functools
+import weakref
 from collections.abc import Iterator
 
 import torch
@@ -54,6 +55,55 @@ def autocast(device: torch.device | str, mixed_precision: str):
     if dtype is None:
         return contextlib.nullcontext()
     return torch.autocast(torch.device(device).type, dtype=dtype)
+
+
+class _Bf16Saved:
+    """An activation autograd keeps for backward, held in bf16 until backward reads it."""
+    __slots__ = ("tensor",)
+
+    def __init__(self, tensor: torch.Tensor):
+        self.tensor = tensor
+
+
+SMALLEST_BF16_SAVED = 2 ** 14  # elements; smaller activations are not worth a conversion
+
+
+def saved_activations(module: torch.nn.Module, bf16: bool):
+    """A context maker for one training forward of ``module``: with ``bf16``, the float32 activations
+    autograd saves for backward are kept in bf16 (half their memory) and read back as float32 in
+    backward. The forward computes as before; only the gradients see the rounding. The module's own
+    weights are kept as they are (they are held anyway), and an activation that several operations save
+    (the input that the LoRAs of q, k and v all keep) is converted once."""
+    if not bf16:
+        return contextlib.nullcontext
+    weights = {p.untyped_storage().data_ptr() for p in module.parameters()}
+
+    @contextlib.contextmanager
+    def keep_in_bf16() -> Iterator[None]:
+        converted: dict = {}  # this forward's conversions, by what identifies the tensor's data
+
+        def pack(t: torch.Tensor):
+            if (t.dtype != torch.float32 or t.numel() < SMALLEST_BF16_SAVED
+                    or t.untyped_storage().data_ptr() in weights):
+                return t
+            key = (t.data_ptr(), tuple(t.shape), t.stride(), t._version)
+            seen = converted.get(key)
+            if seen is not None and seen[0]() is t:  # the same live tensor, not a new one at a freed address
+                return seen[1]
+            saved = _Bf16Saved(t.to(torch.bfloat16))
+            converted[key] = (weakref.ref(t), saved)
+            return saved
+
+        def unpack(saved):
+            return saved.tensor.float() if isinstance(saved, _Bf16Saved) else saved
+
+        try:
+            with torch.autograd.graph.saved_tensors_hooks(pack, unpack):
+                yield
+        finally:
+            converted.clear()  # backward frees each activation as it is used; this must not hold them
+
+    return keep_in_bf16
 
 
 def grad_scaler(device: torch.device | str, mixed_precision: str):

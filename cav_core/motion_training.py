@@ -18,7 +18,7 @@ from . import adapters
 from .absorber_training import ABSORBER_ADAPTER, Absorber, absorber_tensors
 from .adapters import TEMPORAL, LoraWeights
 from .checkpoint import RunCheckpoint
-from .compute import adamw, autocast, gradient_checkpointing, on_device, temporal_convs_as_2d
+from .compute import adamw, autocast, gradient_checkpointing, on_device, saved_activations, temporal_convs_as_2d
 from .diffusion import (clean_estimate, debiased_loss, diffusion_target, noise_scheduler, step_generator,
                         training_timesteps)
 from .errors import CavError
@@ -153,6 +153,7 @@ def train_motion(base, clips, settings: MotionSettings, absorber: Absorber | Non
             start, losses = RunCheckpoint.restore(_saved, params, optimizer)
         last: dict = {}
         dtype = unet.dtype  # diffusers finds it by walking every module: once, not every step
+        keep_activations = saved_activations(unet, compute.bf16_activations)
 
         def step_loss(step: int) -> torch.Tensor:
             g = step_generator(settings.seed, 2, step)
@@ -161,7 +162,7 @@ def train_motion(base, clips, settings: MotionSettings, absorber: Absorber | Non
             noise = torch.randn(clean.shape, generator=g).to(device)
             t = training_timesteps(scheduler, g, lowest=settings.min_timestep).to(device)
             noisy = scheduler.add_noise(clean, noise, t)
-            with autocast(device, compute.mixed_precision):
+            with autocast(device, compute.mixed_precision), keep_activations():
                 pred = unet(noisy.to(dtype), t, text[i:i + 1].to(dtype)).sample.float()
             target = diffusion_target(scheduler, clean, noise, t).float()
             last.update(noisy=noisy.detach(), pred=pred.detach(), t=t)

@@ -96,6 +96,7 @@ class ComputeSettings:
     device: str | None = None  # None: CUDA if available
     mixed_precision: str = "no"  # no | bf16 | fp16 (autocast; fp16 adds loss scaling)
     gradient_checkpointing: bool = False
+    bf16_activations: bool = False  # activations kept for backward in bf16 (compute.saved_activations)
 
     @property
     def torch_device(self) -> torch.device:

@@ -6,6 +6,7 @@ import sys
 import numpy as np
 import pytest
 
+from cav_core.allocator import chosen_allocator
 from tools.bench import cpu_cost
 
 
@@ -26,6 +27,23 @@ def test_cpu_benchmark_reports_rows_with_ratios(tmp_path):
             not line.startswith("| goal |")] == \
         ["| sampling with two stacked, fused T-LoRAs ≤ 1.05× base alone", "| the demo (`python -m cav_core demo`) ≤ 300 s"]
     assert "Judged outside this run:" in goals
+    # the plain loop stands in for others' code and runs on the C library's malloc; the project's rows
+    # run as `python -m cav_core` does, on tcmalloc where it is installed
+    malloc = {cells[0]: cells[1] for cells in (row.split(" | ") for row in rows)}
+    assert malloc["| plain peft T-LoRA loop (VAE and text encoder every step)"] == "system"
+    project = malloc["| " + cpu_cost.TRAINING_ROWS["tlora"]]
+    assert project == "system" if chosen_allocator() is None else project.startswith("libtcmalloc")
+
+
+def test_rows_standing_in_for_others_programs_run_without_the_preloaded_allocator(monkeypatch, tmp_path):
+    library = tmp_path / "libtcmalloc_minimal.so.4"
+    library.write_bytes(b"")
+    monkeypatch.setenv("CAV_ALLOCATOR", str(library))
+    monkeypatch.setenv("LD_PRELOAD", "libother.so")
+    assert cpu_cost.row_environment("tlora")["LD_PRELOAD"] == f"{library} libother.so"
+    assert cpu_cost.row_environment("motiondirector_tcmalloc")["LD_PRELOAD"] == f"{library} libother.so"
+    for key in cpu_cost.SYSTEM_MALLOC_ROWS:
+        assert cpu_cost.row_environment(key)["LD_PRELOAD"] == "libother.so"
 
 
 def test_a_given_base_sets_the_clip_size_and_the_t_lora_rows_settings_from_its_recipe(tmp_path):

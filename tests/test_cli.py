@@ -37,6 +37,7 @@ def test_train_inspect_sample(tiny_base_dir, clip_file, tmp_path, capsys):
     assert info["kinds"] == ["temporal", "spatial", "textual_inversion"]
     assert info["training"]["steps"] == 2 and info["training"]["absorber"]["kind"] == "dual"
     assert info["training"]["absorber_token_in_prompt"] is True
+    assert info["training"]["bf16_activations"] is False
     assert info["temporal"]["rank"] == 4 and "targets" not in info["temporal"]
     out = tmp_path / "sample.gif"
     assert main(["sample", "--base", tiny_base_dir, "--lora", f"{lora}:0.8", "--lora", str(lora),
@@ -44,6 +45,24 @@ def test_train_inspect_sample(tiny_base_dir, clip_file, tmp_path, capsys):
                  "--frames", "4", "--out", str(out), "--quiet"]) == 0
     video = read_video(out)
     assert video.frames.shape == (4, 16, 16, 3)
+
+
+def test_bf16_activations_reach_both_stages_and_the_record(tiny_base_dir, clip_file, tmp_path, monkeypatch):
+    from cav_core import absorber_training, compute
+    from cav_core.adapter_file import load_adapter_file
+
+    asked = []
+
+    def recording(module, bf16):
+        asked.append(bf16)
+        return compute.saved_activations(module, bf16)
+
+    monkeypatch.setattr(motion_training, "saved_activations", recording)
+    monkeypatch.setattr(absorber_training, "saved_activations", recording)
+    lora = tmp_path / "motion.safetensors"
+    assert _train(tiny_base_dir, clip_file, lora, "--bf16-activations") == 0
+    assert asked == [True, True]  # the absorber, then the T-LoRA
+    assert load_adapter_file(lora).training["bf16_activations"] is True
 
 
 def test_train_with_temporal_convs_saves_and_samples_them(tiny_base_dir, clip_file, tmp_path, capsys):

@@ -1,4 +1,4 @@
-"""compute: the CPU's conv2d path for temporal convolutions gives conv3d's numbers."""
+"""compute: the CPU's conv2d path for temporal convolutions gives conv3d's numbers; activations kept in bf16."""
 from __future__ import annotations
 
 import pytest
@@ -62,3 +62,52 @@ def test_unet_with_temporal_conv_loras_predicts_the_same(tiny_base):
     assert any(n.endswith("base_layer") for n in replaced)
     torch.testing.assert_close(got, expected, atol=1e-4, rtol=1e-4)
     assert not any("forward" in m.__dict__ for m in unet.modules() if isinstance(m, torch.nn.Conv3d))
+
+
+def _lora_grads(unet, x, text, keep) -> torch.Tensor:
+    unet.zero_grad(set_to_none=True)
+    with keep():
+        loss = unet(x, 500, text).sample.square().mean()
+    loss.backward()
+    return torch.cat([p.grad.flatten() for n, p in unet.named_parameters() if p.requires_grad])
+
+
+def test_bf16_saved_activations_give_nearly_the_same_gradients(tiny_base, monkeypatch):
+    from cav_core import compute
+
+    unet = tiny_base.unet
+    adapters.load_lora(unet, "motion", random_lora(unet, seed=1, targets=temporal_targets(unet)))
+    for name, p in unet.named_parameters():
+        p.requires_grad_("motion" in name)
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(1, 4, 6, 16, 16, generator=g)
+    text = torch.randn(1, 4, unet.config.cross_attention_dim, generator=g)
+    converted = []
+    monkeypatch.setattr(compute._Bf16Saved, "__init__",
+                        lambda self, t: (converted.append(t.numel()), setattr(self, "tensor", t))[0])
+    exact = _lora_grads(unet, x, text, compute.saved_activations(unet, bf16=False))
+    assert not converted
+    rounded = _lora_grads(unet, x, text, compute.saved_activations(unet, bf16=True))
+    assert converted and min(converted) >= compute.SMALLEST_BF16_SAVED
+    assert not torch.equal(rounded, exact)  # backward did read the rounded activations
+    assert torch.nn.functional.cosine_similarity(rounded, exact, dim=0) > 0.999
+    assert (rounded - exact).norm() < 0.02 * exact.norm()
+    assert all(p.dtype == torch.float32 for p in unet.parameters())
+
+
+def test_an_activation_saved_by_several_layers_is_converted_once(monkeypatch):
+    from cav_core import compute
+
+    layers = torch.nn.ModuleList(torch.nn.Linear(128, 128) for _ in range(3))  # q, k and v of one input
+    x = torch.randn(256, 128)
+    converted = []
+    monkeypatch.setattr(compute._Bf16Saved, "__init__",
+                        lambda self, t: (converted.append(t.shape), setattr(self, "tensor", t))[0])
+    with compute.saved_activations(layers, bf16=True)():
+        out = sum(layer(x).sum() for layer in layers)
+    assert converted == [x.shape]  # the shared input once; the weights, kept anyway, never
+    out.backward()
+    rounded = x.bfloat16().float().sum(0)  # d(sum(x W^T + b))/dW: each row, the sum of the saved inputs
+    for layer in layers:
+        torch.testing.assert_close(layer.weight.grad[0], rounded)
+        assert not torch.allclose(layer.weight.grad[0], x.sum(0), rtol=0, atol=1e-4)

@@ -53,11 +53,13 @@ VALIDATION_STEPS = 10  # Hooks' default
 TRAINING_ROWS = {
     "plain": "plain peft T-LoRA loop (VAE and text encoder every step)",
     "motiondirector": "MotionDirector-style: spatial + temporal LoRA rank 32, feed-forward, checkpointing",
+    "motiondirector_tcmalloc": "MotionDirector-style, run with tcmalloc as the project's rows are",
     "tlora": "T-LoRA, the default (the base's recipe, no absorber; VAE and text encoder released once cached)",
     "tlora_keep_encoders": "T-LoRA keeping the VAE and text encoder loaded (as in ComfyUI, which shares them)",
     "tlora_checkpointing": "T-LoRA with gradient checkpointing",
     "tlora_bf16": "T-LoRA with bf16 autocast (fp32 weights and LoRA)",
     "tlora_bf16_checkpointing": "T-LoRA with bf16 autocast and gradient checkpointing",
+    "tlora_saved_bf16": "T-LoRA keeping the activations saved for backward in bf16 (`--bf16-activations`)",
     "tlora_convs": "T-LoRA + temporal convolutions, rank 16",
     "tlora_validation": "T-LoRA with a validation sample every 4 steps (its time reported below)",
     "absorber": "dual absorber (S-LoRA + token), 4 crops a step",
@@ -75,6 +77,9 @@ GOALS = (
     ("default T-LoRA peak memory", "tlora", "motiondirector", "peak_rss_mib", 0.6),
     ("sampling with two stacked, fused T-LoRAs", "sample_fused", "sample_base", "s_per_step", 1.05),
 )
+# Rows that stand in for programs of others, which run with the C library's malloc as they are started;
+# every other row runs as ``python -m cav_core`` does, with the allocator it chooses (cav_core.allocator).
+SYSTEM_MALLOC_ROWS = ("plain", "motiondirector")
 # What one training configuration must meet at once: the goals held against the MotionDirector-style row.
 BOTH_GOALS = tuple((measure, limit) for _, _, versus, measure, limit in GOALS if versus == "motiondirector")
 DEMO_GOAL_S = 300  # the one-shot demo on 2 cores, at most
@@ -175,7 +180,7 @@ def _run_row(key: str, base, frames, args, clock) -> None:
     paper = Recipe()  # MotionDirector-style and absorber rows: the paper's settings on any base
     if key == "plain":
         _plain_loop(base, frames, args.steps, clock)
-    elif key == "motiondirector":
+    elif key.startswith("motiondirector"):
         from tools.motiondirector_baseline import train_motiondirector
 
         settings = paper.motion_settings(prompt=PROMPT, steps=args.steps, rank=32, include_feed_forward=True)
@@ -186,7 +191,8 @@ def _run_row(key: str, base, frames, args, clock) -> None:
         settings = base.recipe.motion_settings(prompt=PROMPT, steps=args.steps, rank=16 if convs else None,
                                                include_temporal_convs=convs or None)
         compute = ComputeSettings(gradient_checkpointing=key.endswith("checkpointing"),
-                                  mixed_precision="bf16" if "bf16" in key else "no")
+                                  mixed_precision="bf16" if key.startswith("tlora_bf16") else "no",
+                                  bf16_activations=key == "tlora_saved_bf16")
         train_motion(base, frames, settings, compute=compute, hooks=hooks)
     elif key == "absorber":
         train_absorber(base, frames, paper.absorber_settings(kind="dual", prompt=PROMPT, steps=args.steps),
@@ -214,6 +220,7 @@ def child(args) -> None:
     import torch
 
     from cav_core import load_base
+    from cav_core.allocator import loaded_allocator
 
     torch.set_num_threads(args.threads)
     if args.child == DEMO_ROW:
@@ -239,7 +246,8 @@ def child(args) -> None:
     average = statistics.mean if args.child in SAMPLING_ROWS else statistics.median
     step = average(gaps) if len(gaps) else float("nan")
     result = {"s_per_step": step, "setup_s": stamps[0] - args.t0 - step if stamps else float("nan"),
-              "peak_rss_mib": peak_rss_mib(), "held_mib": held[0] if held and held[0] is not None else float("nan")}
+              "peak_rss_mib": peak_rss_mib(), "held_mib": held[0] if held and held[0] is not None else float("nan"),
+              "malloc": loaded_allocator()}
     if validations:
         result["validation_s"] = statistics.mean(validations)
     with open(args.json, "w") as f:
@@ -285,6 +293,7 @@ def peak_rss_mib() -> float:
 
 
 def _demo_child(args) -> None:
+    from cav_core.allocator import loaded_allocator
     from cav_core.demo import run_demo
 
     with tempfile.TemporaryDirectory() as out:
@@ -293,7 +302,7 @@ def _demo_child(args) -> None:
     with open(args.json, "w") as f:
         json.dump({"seconds": time.time() - args.t0, "fidelity": fidelity, "peak_rss_mib": peak_rss_mib(),
                    "seconds_by_part": report["seconds_by_part"], "training_steps": report["training_steps"],
-                   "clips": 2 * len(report["samples"])}, f)
+                   "clips": 2 * len(report["samples"]), "malloc": loaded_allocator()}, f)
 
 
 def run_row(key: str, args, base_dir: str) -> dict:
@@ -304,7 +313,7 @@ def run_row(key: str, args, base_dir: str) -> dict:
            "--steps", str(args.steps), "--sample-steps", str(args.sample_steps), "--warmup", str(args.warmup),
            "--frames", str(args.frames), "--size", str(args.size), "--threads", str(args.threads),
            "--t0", str(time.time())] + (["--small"] if args.small else [])
-    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, env=row_environment(key))
     try:
         if proc.returncode:
             return {"error": (proc.stderr.strip().splitlines() or ["no output"])[-1][:200]}
@@ -312,6 +321,17 @@ def run_row(key: str, args, base_dir: str) -> dict:
             return {**json.load(f), "steps": steps}
     finally:
         os.remove(out)
+
+
+def row_environment(key: str) -> dict:
+    """The environment a row's process starts with: the C library's malloc for the rows that stand in for
+    others' programs, the command line's allocator for the project's own (and MotionDirector-style
+    once more, to show what the allocator alone gives it)."""
+    from cav_core import allocator
+
+    if key in SYSTEM_MALLOC_ROWS:
+        return allocator.system_environment()
+    return allocator.preload_environment() or dict(os.environ)
 
 
 def lowest(runs: list[dict]) -> dict:
@@ -329,8 +349,8 @@ def lowest(runs: list[dict]) -> dict:
 
 def table(title: str, rows: dict, results: dict, versus: str | None = None) -> str:
     extra = f" | × {rows[versus].split(':')[0]} (step / RSS / setup)" if versus else ""
-    head = (f"| configuration | s/step | × first | peak RSS MiB | × first | held at the first step MiB | setup s "
-            f"| × first{extra} |")
+    head = (f"| configuration | malloc | s/step | × first | peak RSS MiB | × first | held at the first step MiB "
+            f"| setup s | × first{extra} |")
     lines = [f"\n\n## {title}\n", head, "|---" * (head.count("|") - 1) + "|"]
     keys = list(rows)
     first = results[keys[0]]
@@ -339,7 +359,8 @@ def table(title: str, rows: dict, results: dict, versus: str | None = None) -> s
         if "error" in r:
             lines.append(f"| {rows[key]} | FAILED: {r['error']} |" + " |" * (head.count("|") - 3))
             continue
-        cells = [f"{r['s_per_step']:.3f}", _ratio(r, first, "s_per_step"), f"{r['peak_rss_mib']:.0f}",
+        cells = [r.get("malloc", "?"), f"{r['s_per_step']:.3f}", _ratio(r, first, "s_per_step"),
+                 f"{r['peak_rss_mib']:.0f}",
                  _ratio(r, first, "peak_rss_mib"), f"{r['held_mib']:.0f}", f"{r['setup_s']:.1f}",
                  _ratio(r, first, "setup_s")]
         if versus:
@@ -384,6 +405,7 @@ def main(argv=None) -> int:
     import torch
 
     from cav_core import Recipe, load_base, recipe_for
+    from cav_core.allocator import chosen_allocator
     from cav_core.base_model import resolve_base_path
 
     recipe = Recipe()  # the random base's folder has no recipe and matches none: the paper's settings
@@ -398,6 +420,9 @@ def main(argv=None) -> int:
     args.frames, args.size = args.frames or FRAMES, args.size or SIZE
     what = f"base `{args.base}`" if args.base else "narrow test base" if args.small else "64.5 M-parameter UNet3D"
     wanted = set(args.rows.split(",")) if args.rows else set(TRAINING_ROWS) | set(SAMPLING_ROWS)
+    chosen = chosen_allocator()
+    if chosen is None:  # the project's rows run with the C library's malloc too: nothing to compare
+        wanted.discard("motiondirector_tcmalloc")
     header = [f"# CPU cost of training and sampling ({what})",
               f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, {args.threads} threads; "
               f"torch {torch.__version__}, diffusers {diffusers.__version__}, peft {peft.__version__}; "
@@ -405,7 +430,10 @@ def main(argv=None) -> int:
               f"(median after {args.warmup}), {args.sample_steps} sampling steps with guidance (mean after 1); "
               f"all rows in turn, {args.repeats} round{'s' if args.repeats > 1 else ''}, each measure a row's lowest",
               f"T-LoRA rows train with the base's {recipe.summary()}; the MotionDirector-style and absorber rows "
-              "with the paper's settings"]
+              "with the paper's settings",
+              "malloc: the plain loop and the MotionDirector-style row run with the C library's, as those programs "
+              "do; every other row as `python -m cav_core` runs, "
+              + (f"with {chosen} preloaded" if chosen else "with the C library's (no tcmalloc is installed)")]
     print("\n\n".join(header), flush=True)
     keys = [k for k in [*TRAINING_ROWS, *SAMPLING_ROWS] if k in wanted] + ([DEMO_ROW] if args.demo else [])
     runs: dict[str, list[dict]] = {k: [] for k in keys}
