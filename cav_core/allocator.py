@@ -3,7 +3,7 @@
 PyTorch on the CPU takes every tensor from the C library's ``malloc``. glibc's keeps the blocks that
 training frees in its heap, where the next step's tensors fit them badly, so the process grows step
 after step. gperftools' tcmalloc (Debian and Ubuntu: ``libtcmalloc-minimal4``) reuses them: on the
-CPU benchmark's base a default T-LoRA run peaks about 30% lower (``docs/bench``) at no cost in time.
+CPU benchmark's base a default T-LoRA run peaks lower at no cost in time (``docs/bench/cpu_malloc.md``).
 A library for ``malloc`` can only be chosen as a process starts, so ``python -m cav_core`` starts
 itself again with tcmalloc preloaded when it is installed and not yet loaded.
 

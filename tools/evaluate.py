@@ -32,8 +32,8 @@ from dataclasses import asdict
 import numpy as np
 from PIL import Image
 
-from cav_core import (Recipe, SampleSettings, VideoOptions, atomic_path, load_base, read_video, sample_video,
-                      train_absorber, train_motion, write_video)
+from cav_core import (ComputeSettings, Recipe, SampleSettings, VideoOptions, atomic_path, load_base, read_video,
+                      sample_video, train_absorber, train_motion, write_video)
 from cav_core.plots import metric_bars_image, side_by_side
 from cav_core.shapes_world.measure import read_clip, velocity_similarity
 from cav_core.shapes_world.references import REFERENCES, appearance_caption, reference_caption, reference_path
@@ -81,7 +81,8 @@ def _train(variant: str, base, frames, name: str, steps: dict, seed: int):
         return train_motiondirector(base, frames, motion)[0]
     absorber = Recipe().absorber_settings(kind=method.removesuffix(NO_TOKEN), prompt=appearance_caption(name),
                                           steps=steps.get("absorber"), seed=seed)
-    return train_motion(base, frames, motion, train_absorber(base, frames, absorber))[0]
+    compute = ComputeSettings(bf16_activations=steps.get("bf16_activations", False))
+    return train_motion(base, frames, motion, train_absorber(base, frames, absorber, compute), compute)[0]
 
 
 ATTRIBUTES = ("colour", "shape", "background")
@@ -232,6 +233,8 @@ def main(argv=None) -> int:
     p.add_argument("--convs-lr", type=float, help="T-LoRA learning rate of the *_convs variants (default: the recipe's)")
     p.add_argument("--convs-min-timestep", type=int,
                    help="lowest training timestep of the *_convs variants' T-LoRA (default: the recipe's)")
+    p.add_argument("--bf16-activations", action="store_true",
+                   help="train the project's variants keeping the activations saved for backward in bf16")
     p.add_argument("--sample-steps", type=int, default=25)
     p.add_argument("--base", default="toy", help="the bundled shapes-world model (toy) or another export of it")
     args = p.parse_args(argv)
@@ -239,7 +242,9 @@ def main(argv=None) -> int:
                        {k: v for k, v in {"absorber": args.absorber_steps, "motion": args.motion_steps,
                                           "convs_motion": args.convs_motion_steps,
                                           "convs_min_timestep": args.convs_min_timestep,
-                                          "convs_lr": args.convs_lr}.items() if v is not None},
+                                          "convs_lr": args.convs_lr,
+                                          "bf16_activations": args.bf16_activations or None}.items()
+                        if v is not None},
                        args.sample_steps,
                        log=lambda s: print(s, file=sys.stderr, flush=True), base_source=args.base)
     print(markdown_table(summary))

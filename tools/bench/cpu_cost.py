@@ -55,6 +55,7 @@ TRAINING_ROWS = {
     "motiondirector": "MotionDirector-style: spatial + temporal LoRA rank 32, feed-forward, checkpointing",
     "motiondirector_tcmalloc": "MotionDirector-style, run with tcmalloc as the project's rows are",
     "tlora": "T-LoRA, the default (the base's recipe, no absorber; VAE and text encoder released once cached)",
+    "tlora_system_malloc": "T-LoRA, the default, on the C library's malloc (`CAV_ALLOCATOR=system`)",
     "tlora_keep_encoders": "T-LoRA keeping the VAE and text encoder loaded (as in ComfyUI, which shares them)",
     "tlora_checkpointing": "T-LoRA with gradient checkpointing",
     "tlora_bf16": "T-LoRA with bf16 autocast (fp32 weights and LoRA)",
@@ -77,9 +78,10 @@ GOALS = (
     ("default T-LoRA peak memory", "tlora", "motiondirector", "peak_rss_mib", 0.6),
     ("sampling with two stacked, fused T-LoRAs", "sample_fused", "sample_base", "s_per_step", 1.05),
 )
-# Rows that stand in for programs of others, which run with the C library's malloc as they are started;
-# every other row runs as ``python -m cav_core`` does, with the allocator it chooses (cav_core.allocator).
-SYSTEM_MALLOC_ROWS = ("plain", "motiondirector")
+# Rows run with the C library's malloc: the stand-ins for others' programs, which run with it as they are
+# started, and the default T-LoRA once more, to show what the allocator gives. Every other row runs as
+# ``python -m cav_core`` does, with the allocator it chooses (cav_core.allocator).
+SYSTEM_MALLOC_ROWS = ("plain", "motiondirector", "tlora_system_malloc")
 # What one training configuration must meet at once: the goals held against the MotionDirector-style row.
 BOTH_GOALS = tuple((measure, limit) for _, _, versus, measure, limit in GOALS if versus == "motiondirector")
 DEMO_GOAL_S = 300  # the one-shot demo on 2 cores, at most
@@ -324,9 +326,9 @@ def run_row(key: str, args, base_dir: str) -> dict:
 
 
 def row_environment(key: str) -> dict:
-    """The environment a row's process starts with: the C library's malloc for the rows that stand in for
-    others' programs, the command line's allocator for the project's own (and MotionDirector-style
-    once more, to show what the allocator alone gives it)."""
+    """The environment a row's process starts with: the C library's malloc for ``SYSTEM_MALLOC_ROWS``,
+    the command line's allocator for the others (MotionDirector-style among them once, to show what the
+    allocator alone gives it)."""
     from cav_core import allocator
 
     if key in SYSTEM_MALLOC_ROWS:
@@ -422,7 +424,7 @@ def main(argv=None) -> int:
     wanted = set(args.rows.split(",")) if args.rows else set(TRAINING_ROWS) | set(SAMPLING_ROWS)
     chosen = chosen_allocator()
     if chosen is None:  # the project's rows run with the C library's malloc too: nothing to compare
-        wanted.discard("motiondirector_tcmalloc")
+        wanted -= {"motiondirector_tcmalloc", "tlora_system_malloc"}
     header = [f"# CPU cost of training and sampling ({what})",
               f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, {args.threads} threads; "
               f"torch {torch.__version__}, diffusers {diffusers.__version__}, peft {peft.__version__}; "
@@ -432,7 +434,7 @@ def main(argv=None) -> int:
               f"T-LoRA rows train with the base's {recipe.summary()}; the MotionDirector-style and absorber rows "
               "with the paper's settings",
               "malloc: the plain loop and the MotionDirector-style row run with the C library's, as those programs "
-              "do; every other row as `python -m cav_core` runs, "
+              "do, and so does the row that says so; every other row as `python -m cav_core` runs, "
               + (f"with {chosen} preloaded" if chosen else "with the C library's (no tcmalloc is installed)")]
     print("\n\n".join(header), flush=True)
     keys = [k for k in [*TRAINING_ROWS, *SAMPLING_ROWS] if k in wanted] + ([DEMO_ROW] if args.demo else [])
