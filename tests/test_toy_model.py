@@ -132,8 +132,8 @@ def test_the_no_token_variant_trains_the_dual_absorber_and_leaves_its_token_out(
 
     seen = {}
 
-    def fake_train_motion(base, frames, settings, absorber):
-        seen.update(settings=settings, absorber=absorber)
+    def fake_train_motion(base, frames, settings, absorber, compute):
+        seen.update(settings=settings, absorber=absorber, compute=compute)
         return (None, [])
 
     monkeypatch.setattr(evaluation, "train_motion", fake_train_motion)
@@ -142,6 +142,9 @@ def test_the_no_token_variant_trains_the_dual_absorber_and_leaves_its_token_out(
         evaluation._train(variant, toy, frames, "zigzag", {"absorber": 1, "motion": 1}, 0)
         assert seen["absorber"].spatial is not None and seen["absorber"].textual_inversion is not None
         assert seen["settings"].absorber_token_in_prompt is token
+        assert seen["compute"].bf16_activations is False
+    evaluation._train("dual", toy, frames, "zigzag", {"absorber": 1, "motion": 1, "bf16_activations": True}, 0)
+    assert seen["compute"].bf16_activations is True  # --bf16-activations reaches the T-LoRA's training
 
 
 def test_bundled_model_denoises_a_real_clip(toy):
