@@ -17,7 +17,8 @@ from . import adapters
 from .adapter_file import AdapterFile, TokenEmbeddings
 from .adapters import SPATIAL, LoraWeights
 from .checkpoint import RunCheckpoint
-from .compute import adamw, autocast, gradient_checkpointing, on_device, saved_activations
+from .compute import (adamw, autocast, feed_forward_checkpointing, gradient_checkpointing, on_device,
+                      saved_activations)
 from .diffusion import diffusion_target, noise_scheduler, step_generator, training_timesteps
 from .frames import clip_pixels, run_identity, training_clips
 from .latents import encode_frames, random_crops
@@ -93,6 +94,7 @@ def train_absorber(base, clips, settings: AbsorberSettings,
                 fixed_text = encode_prompts(base, [prompt], device)
         stack.enter_context(temporal_layers_bypassed(unet))
         stack.enter_context(gradient_checkpointing(unet, compute.gradient_checkpointing))
+        stack.enter_context(feed_forward_checkpointing(unet, compute.feed_forward_checkpointing))
         optimizer = adamw(groups)
         start, losses = 0, []
         if _saved is not None and _saved["meta"]["stage"] == "absorber":

@@ -75,11 +75,14 @@ class BaseModel:
     def encoders_reloadable(self) -> bool:
         return self.reload_part is not None
 
-    def release_encoders(self) -> None:
-        """Drop the VAE and text encoder when they can be read again (training with cached latents
-        and text states needs neither; a validation sample reads them back)."""
-        if self.encoders_reloadable and (self._vae is not None or self._text_encoder is not None):
-            self._vae = self._text_encoder = None
+    def release_encoders(self, *parts: str) -> None:
+        """Drop the VAE and text encoder (or only the ``parts`` named, "vae" / "text_encoder") when they
+        can be read again (training with cached latents and text states needs neither; a validation
+        sample reads them back)."""
+        parts = parts or ("vae", "text_encoder")
+        if self.encoders_reloadable and any(getattr(self, "_" + p) is not None for p in parts):
+            for p in parts:
+                setattr(self, "_" + p, None)
             gc.collect()
 
     @property

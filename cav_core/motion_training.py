@@ -18,7 +18,8 @@ from . import adapters
 from .absorber_training import ABSORBER_ADAPTER, Absorber, absorber_tensors
 from .adapters import TEMPORAL, LoraWeights
 from .checkpoint import RunCheckpoint
-from .compute import adamw, autocast, gradient_checkpointing, on_device, saved_activations, temporal_convs_as_2d
+from .compute import (adamw, autocast, feed_forward_checkpointing, gradient_checkpointing, on_device,
+                      saved_activations, temporal_convs_as_2d)
 from .diffusion import (clean_estimate, debiased_loss, diffusion_target, noise_scheduler, step_generator,
                         training_timesteps)
 from .errors import CavError
@@ -118,9 +119,16 @@ def train_motion(base, clips, settings: MotionSettings, absorber: Absorber | Non
     if init_lora is not None:
         check_init_lora(init_lora, settings.targets(unet), settings.rank, alpha)
     scheduler = noise_scheduler(base)
+    prompts = [motion_caption(c.caption, absorber.tokens, settings.absorber_token_in_prompt) for c in clips]
+    # Latents and text states are cached, so training needs neither encoder: each is released once used
+    # (where the base can read it back), so that the setup holds one of them at a time.
+    with on_device(base.text_encoder, device), token_embeddings_applied(base, absorber.textual_inversion):
+        with torch.no_grad():
+            text = encode_prompts(base, prompts, device)  # fixed: the TI is frozen now
+    base.release_encoders("text_encoder")
     with on_device(base.vae, device):  # each [1, C, F, h, w]
         latents = [encode_frames(base.vae, c.frames).permute(1, 0, 2, 3).unsqueeze(0).to(device) for c in clips]
-    prompts = [motion_caption(c.caption, absorber.tokens, settings.absorber_token_in_prompt) for c in clips]
+    base.release_encoders("vae")  # a validation sample reads them back
     standalone = _ckpt is None  # not inside train_customization: this stage resumes and discards its own
     ckpt = _ckpt or RunCheckpoint.for_run(hooks, "motion", run_identity(
         base, clips, settings, init_lora=tensor_digest(init_lora.tensors) if init_lora else None,
@@ -130,10 +138,6 @@ def train_motion(base, clips, settings: MotionSettings, absorber: Absorber | Non
     stack = contextlib.ExitStack()
     with stack:
         stack.enter_context(on_device(unet, device))
-        with on_device(base.text_encoder, device), token_embeddings_applied(base, absorber.textual_inversion):
-            with torch.no_grad():
-                text = encode_prompts(base, prompts, device)  # fixed: the TI is frozen now
-        base.release_encoders()  # latents and text states are cached; a validation sample reads them back
         stack.callback(adapters.remove_adapters, unet)
         if absorber.spatial is not None:
             adapters.load_lora(unet, ABSORBER_ADAPTER, absorber.spatial)
@@ -146,6 +150,7 @@ def train_motion(base, clips, settings: MotionSettings, absorber: Absorber | Non
             p.requires_grad_(MOTION_ADAPTER in name)
         params = [p for p in unet.parameters() if p.requires_grad]
         stack.enter_context(gradient_checkpointing(unet, compute.gradient_checkpointing))
+        stack.enter_context(feed_forward_checkpointing(unet, compute.feed_forward_checkpointing))
         stack.enter_context(temporal_convs_as_2d(unet, device))
         optimizer = adamw(params, lr=settings.lr)
         start, losses = 0, []

@@ -95,8 +95,14 @@ class MotionSettings:
 class ComputeSettings:
     device: str | None = None  # None: CUDA if available
     mixed_precision: str = "no"  # no | bf16 | fp16 (autocast; fp16 adds loss scaling)
-    gradient_checkpointing: bool = False
+    gradient_checkpointing: bool = False  # every block recomputed in backward
+    recompute_feed_forwards: bool = True  # GEGLU feed-forwards recomputed (compute.feed_forward_checkpointing)
     bf16_activations: bool = False  # activations kept for backward in bf16 (compute.saved_activations)
+
+    @property
+    def feed_forward_checkpointing(self) -> bool:
+        """Whether to recompute the feed-forwards alone: not when every block is recomputed already."""
+        return self.recompute_feed_forwards and not self.gradient_checkpointing
 
     @property
     def torch_device(self) -> torch.device:

@@ -54,6 +54,7 @@ def training_record(motion: MotionSettings, frames, absorber: AbsorberSettings |
     if compute is not None:
         record["mixed_precision"] = compute.mixed_precision
         record["gradient_checkpointing"] = compute.gradient_checkpointing
+        record["recompute_feed_forwards"] = compute.feed_forward_checkpointing
         record["bf16_activations"] = compute.bf16_activations
     return record
 

@@ -1,10 +1,11 @@
-"""compute: the CPU's conv2d path for temporal convolutions gives conv3d's numbers; activations kept in bf16."""
+"""compute: the CPU's conv2d path for temporal convolutions gives conv3d's numbers; activations kept in bf16;
+feed-forwards recomputed in backward."""
 from __future__ import annotations
 
 import pytest
 import torch
 
-from cav_core import adapters
+from cav_core import ComputeSettings, adapters
 from cav_core.compute import temporal_convs_as_2d
 from cav_core.targeting import temporal_targets
 from conftest import random_lora
@@ -93,6 +94,57 @@ def test_bf16_saved_activations_give_nearly_the_same_gradients(tiny_base, monkey
     assert torch.nn.functional.cosine_similarity(rounded, exact, dim=0) > 0.999
     assert (rounded - exact).norm() < 0.02 * exact.norm()
     assert all(p.dtype == torch.float32 for p in unet.parameters())
+
+
+def _saved_bytes_and_grads(unet, x, text, context) -> tuple[int, torch.Tensor]:
+    """Bytes of the tensors autograd keeps outside checkpointed regions, and the LoRA's gradients."""
+    storages = {}
+
+    def pack(tensor):
+        storages[tensor.untyped_storage().data_ptr()] = tensor.untyped_storage().nbytes()
+        return tensor
+
+    unet.zero_grad(set_to_none=True)
+    with context, torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        loss = unet(x, 500, text).sample.square().mean()
+    loss.backward()
+    return sum(storages.values()), torch.cat([p.grad.flatten() for p in unet.parameters() if p.requires_grad])
+
+
+def test_recomputed_feed_forwards_keep_less_and_give_the_same_gradients(tiny_base):
+    import contextlib
+
+    from diffusers.models.activations import GEGLU
+
+    from cav_core import compute
+
+    unet = tiny_base.unet
+    adapters.load_lora(unet, "motion", random_lora(unet, seed=1, targets=temporal_targets(unet)))
+    for name, p in unet.named_parameters():
+        p.requires_grad_("motion" in name)
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(1, 4, 6, 16, 16, generator=g)
+    text = torch.randn(1, 4, unet.config.cross_attention_dim, generator=g)
+    gates = [m for m in unet.modules() if isinstance(m, GEGLU)]
+    assert gates  # the UNet3D's spatial and temporal transformers all use GEGLU feed-forwards
+    projections = []
+    hooks = [m.proj.register_forward_hook(lambda _m, _a, out: projections.append(out.nbytes)) for m in gates]
+    kept, exact = _saved_bytes_and_grads(unet, x, text, contextlib.nullcontext())
+    for hook in hooks:
+        hook.remove()
+    recomputed_kept, recomputed = _saved_bytes_and_grads(unet, x, text, compute.feed_forward_checkpointing(unet))
+    assert len(projections) == len(gates)
+    assert recomputed_kept <= kept - sum(projections)  # no GEGLU keeps its projection's output
+    torch.testing.assert_close(recomputed, exact, rtol=0, atol=1e-7)  # recomputing gives the very values kept
+    assert not any("forward" in m.__dict__ for m in gates)  # unwrapped again
+    with compute.feed_forward_checkpointing(unet, enabled=False):
+        assert not any("forward" in m.__dict__ for m in gates)
+
+
+def test_feed_forwards_are_recomputed_by_default_unless_every_block_is():
+    assert ComputeSettings().feed_forward_checkpointing
+    assert not ComputeSettings(recompute_feed_forwards=False).feed_forward_checkpointing
+    assert not ComputeSettings(gradient_checkpointing=True).feed_forward_checkpointing  # not recomputed twice
 
 
 def test_an_activation_saved_by_several_layers_is_converted_once(monkeypatch):

@@ -34,3 +34,21 @@ def test_training_releases_the_encoders_of_a_base_it_owns_and_learns_the_same(ti
     # Read back on use, as the folder has them.
     assert owned.text_encoder.config.hidden_size == shared.text_encoder.config.hidden_size
     assert owned.fingerprint == shared.fingerprint and owned.vae_scale_factor == shared.vae_scale_factor
+
+
+def test_the_motion_stage_releases_the_text_encoder_before_the_vae_runs(tiny_base_dir, clip_frames, monkeypatch):
+    """Their weights are read from the base's files as they run: one at a time lowers the setup's peak."""
+    from cav_core import motion_training, train_motion
+
+    owned = load_base(tiny_base_dir, encoders_reloadable=True)
+    seen = []
+
+    def encode_frames(vae, frames):
+        seen.append(owned._text_encoder is None)
+        return motion_training_encode(vae, frames)
+
+    motion_training_encode = motion_training.encode_frames
+    monkeypatch.setattr(motion_training, "encode_frames", encode_frames)
+    train_motion(owned, clip_frames, MotionSettings(prompt="a red square moving right", steps=1))
+    assert seen == [True]
+    assert owned._vae is None and owned._text_encoder is None
