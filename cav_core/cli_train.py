@@ -70,7 +70,7 @@ def cmd_train(args) -> None:
                                             seed=args.seed)
     compute = ComputeSettings(device=args.device, mixed_precision=args.mixed_precision,
                               gradient_checkpointing=args.gradient_checkpointing,
-                              recompute_feed_forwards=not args.keep_feed_forward_activations,
+                              recompute_feed_forwards=args.recompute_feed_forwards,
                               bf16_activations=args.bf16_activations)
     if not args.quiet:
         frames = clips[0][0]

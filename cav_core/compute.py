@@ -138,8 +138,8 @@ def feed_forward_checkpointing(unet: torch.nn.Module, enabled: bool = True) -> I
     A GEGLU keeps 12 times its input's size for backward (the projection's output, 8 times, and the
     gated half through GELU, 4 times); recomputed, it keeps its input alone. Of a T-LoRA step's
     activations these give the most memory per unit of compute recomputed: on the CPU benchmark's base
-    180 MiB of the peak for about 12% of the step (``docs/bench``). Recomputing gives the very values
-    kept, so training is unchanged. A no-op where every block is checkpointed already.
+    a 0.90x peak for 1.15-1.3x the step (``docs/bench``). Recomputing gives the very values kept, so
+    training is unchanged. A no-op where every block is checkpointed already.
     """
     if not enabled:
         yield

@@ -96,7 +96,7 @@ class ComputeSettings:
     device: str | None = None  # None: CUDA if available
     mixed_precision: str = "no"  # no | bf16 | fp16 (autocast; fp16 adds loss scaling)
     gradient_checkpointing: bool = False  # every block recomputed in backward
-    recompute_feed_forwards: bool = True  # GEGLU feed-forwards recomputed (compute.feed_forward_checkpointing)
+    recompute_feed_forwards: bool = False  # GEGLU feed-forwards recomputed (compute.feed_forward_checkpointing)
     bf16_activations: bool = False  # activations kept for backward in bf16 (compute.saved_activations)
 
     @property

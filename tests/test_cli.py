@@ -38,7 +38,7 @@ def test_train_inspect_sample(tiny_base_dir, clip_file, tmp_path, capsys):
     assert info["training"]["steps"] == 2 and info["training"]["absorber"]["kind"] == "dual"
     assert info["training"]["absorber_token_in_prompt"] is True
     assert info["training"]["bf16_activations"] is False
-    assert info["training"]["recompute_feed_forwards"] is True  # the default
+    assert info["training"]["recompute_feed_forwards"] is False  # the default
     assert info["temporal"]["rank"] == 4 and "targets" not in info["temporal"]
     out = tmp_path / "sample.gif"
     assert main(["sample", "--base", tiny_base_dir, "--lora", f"{lora}:0.8", "--lora", str(lora),
@@ -66,8 +66,7 @@ def test_bf16_activations_reach_both_stages_and_the_record(tiny_base_dir, clip_f
     assert load_adapter_file(lora).training["bf16_activations"] is True
 
 
-def test_kept_feed_forward_activations_reach_both_stages_and_the_record(tiny_base_dir, clip_file, tmp_path,
-                                                                         monkeypatch):
+def test_recomputed_feed_forwards_reach_both_stages_and_the_record(tiny_base_dir, clip_file, tmp_path, monkeypatch):
     from cav_core import absorber_training, compute
     from cav_core.adapter_file import load_adapter_file
 
@@ -80,9 +79,9 @@ def test_kept_feed_forward_activations_reach_both_stages_and_the_record(tiny_bas
     monkeypatch.setattr(motion_training, "feed_forward_checkpointing", recording)
     monkeypatch.setattr(absorber_training, "feed_forward_checkpointing", recording)
     lora = tmp_path / "motion.safetensors"
-    assert _train(tiny_base_dir, clip_file, lora, "--keep-feed-forward-activations") == 0
-    assert asked == [False, False]  # the absorber, then the T-LoRA
-    assert load_adapter_file(lora).training["recompute_feed_forwards"] is False
+    assert _train(tiny_base_dir, clip_file, lora, "--recompute-feed-forwards") == 0
+    assert asked == [True, True]  # the absorber, then the T-LoRA
+    assert load_adapter_file(lora).training["recompute_feed_forwards"] is True
 
 
 def test_train_with_temporal_convs_saves_and_samples_them(tiny_base_dir, clip_file, tmp_path, capsys):

@@ -141,10 +141,11 @@ def test_recomputed_feed_forwards_keep_less_and_give_the_same_gradients(tiny_bas
         assert not any("forward" in m.__dict__ for m in gates)
 
 
-def test_feed_forwards_are_recomputed_by_default_unless_every_block_is():
-    assert ComputeSettings().feed_forward_checkpointing
-    assert not ComputeSettings(recompute_feed_forwards=False).feed_forward_checkpointing
-    assert not ComputeSettings(gradient_checkpointing=True).feed_forward_checkpointing  # not recomputed twice
+def test_feed_forwards_are_recomputed_when_asked_unless_every_block_is():
+    assert not ComputeSettings().feed_forward_checkpointing
+    assert ComputeSettings(recompute_feed_forwards=True).feed_forward_checkpointing
+    # not recomputed twice
+    assert not ComputeSettings(recompute_feed_forwards=True, gradient_checkpointing=True).feed_forward_checkpointing
 
 
 def test_an_activation_saved_by_several_layers_is_converted_once(monkeypatch):

@@ -54,9 +54,8 @@ TRAINING_ROWS = {
     "plain": "plain peft T-LoRA loop (VAE and text encoder every step)",
     "motiondirector": "MotionDirector-style: spatial + temporal LoRA rank 32, feed-forward, checkpointing",
     "motiondirector_tcmalloc": "MotionDirector-style, run with tcmalloc as the project's rows are",
-    "tlora": "T-LoRA, the default (the base's recipe, no absorber; feed-forwards recomputed in backward; VAE and "
-             "text encoder released once used)",
-    "tlora_keep_ff": "T-LoRA keeping the feed-forwards' activations (`--keep-feed-forward-activations`)",
+    "tlora": "T-LoRA, the default (the base's recipe, no absorber; VAE and text encoder released once used)",
+    "tlora_recompute_ff": "T-LoRA recomputing the feed-forwards in backward (`--recompute-feed-forwards`)",
     "tlora_system_malloc": "T-LoRA, the default, on the C library's malloc (`CAV_ALLOCATOR=system`)",
     "tlora_keep_encoders": "T-LoRA keeping the VAE and text encoder loaded (as in ComfyUI, which shares them)",
     "tlora_checkpointing": "T-LoRA with gradient checkpointing",
@@ -195,7 +194,7 @@ def _run_row(key: str, base, frames, args, clock) -> None:
         settings = base.recipe.motion_settings(prompt=PROMPT, steps=args.steps, rank=16 if convs else None,
                                                include_temporal_convs=convs or None)
         compute = ComputeSettings(gradient_checkpointing=key.endswith("checkpointing"),
-                                  recompute_feed_forwards=key != "tlora_keep_ff",
+                                  recompute_feed_forwards=key == "tlora_recompute_ff",
                                   mixed_precision="bf16" if key.startswith("tlora_bf16") else "no",
                                   bf16_activations=key == "tlora_saved_bf16")
         train_motion(base, frames, settings, compute=compute, hooks=hooks)

@@ -133,15 +133,16 @@ def main(argv=None) -> int:
             bases[dtype] = build_base(device, DTYPES[dtype], args.small)
         return bases[dtype]
 
-    def compute(precision: str, checkpointing: bool) -> ComputeSettings:
-        return ComputeSettings(device=str(device), mixed_precision=precision, gradient_checkpointing=checkpointing)
+    def compute(precision: str, checkpointing: bool, recompute_feed_forwards: bool = False) -> ComputeSettings:
+        return ComputeSettings(device=str(device), mixed_precision=precision, gradient_checkpointing=checkpointing,
+                               recompute_feed_forwards=recompute_feed_forwards)
 
     # Each row: (name, weight dtype, run(base, clock)).
-    def motion_row(precision: str, checkpointing: bool, convs: bool = False):
+    def motion_row(precision: str, checkpointing: bool, convs: bool = False, recompute_feed_forwards: bool = False):
         settings = MotionSettings(prompt="a red square moving on a white background", steps=args.steps,
                                   rank=16 if convs else 4, include_temporal_convs=convs)
-        return lambda b, clock: train_motion(b, frames, settings, compute=compute(precision, checkpointing),
-                                             hooks=Hooks(on_progress=clock))
+        chosen = compute(precision, checkpointing, recompute_feed_forwards)
+        return lambda b, clock: train_motion(b, frames, settings, compute=chosen, hooks=Hooks(on_progress=clock))
 
     def absorber_row(precision: str, checkpointing: bool):
         settings = AbsorberSettings(kind="dual", prompt="a red square on a white background", steps=args.steps,
@@ -158,9 +159,13 @@ def main(argv=None) -> int:
     plan = [
         ("motion", "Stage 2: T-LoRA (paper: temporal attention, rank 4), batch 1", args.warmup, [
             ("fp32 weights, no autocast", "fp32", motion_row("no", False)),
+            ("fp32 weights, no autocast, feed-forwards recomputed", "fp32",
+             motion_row("no", False, recompute_feed_forwards=True)),
             ("fp32 weights, bf16 autocast", "fp32", motion_row("bf16", False)),
             ("fp32 weights, bf16 autocast, checkpointing", "fp32", motion_row("bf16", True)),
             ("bf16 weights, bf16 autocast", "bf16", motion_row("bf16", False)),
+            ("bf16 weights, bf16 autocast, feed-forwards recomputed", "bf16",
+             motion_row("bf16", False, recompute_feed_forwards=True)),
             ("bf16 weights, bf16 autocast, checkpointing", "bf16", motion_row("bf16", True)),
             ("bf16 weights, + temporal convs rank 16 (the demo's T-LoRA)", "bf16", motion_row("bf16", False, True)),
             ("fp16 weights, fp16 autocast + loss scaling", "fp16", motion_row("fp16", False)),
