@@ -48,25 +48,11 @@ def test_train_inspect_sample(tiny_base_dir, clip_file, tmp_path, capsys):
     assert video.frames.shape == (4, 16, 16, 3)
 
 
-def test_bf16_activations_reach_both_stages_and_the_record(tiny_base_dir, clip_file, tmp_path, monkeypatch):
-    from cav_core import absorber_training, compute
-    from cav_core.adapter_file import load_adapter_file
-
-    asked = []
-
-    def recording(module, bf16):
-        asked.append(bf16)
-        return compute.saved_activations(module, bf16)
-
-    monkeypatch.setattr(motion_training, "saved_activations", recording)
-    monkeypatch.setattr(absorber_training, "saved_activations", recording)
-    lora = tmp_path / "motion.safetensors"
-    assert _train(tiny_base_dir, clip_file, lora, "--bf16-activations") == 0
-    assert asked == [True, True]  # the absorber, then the T-LoRA
-    assert load_adapter_file(lora).training["bf16_activations"] is True
-
-
-def test_recomputed_feed_forwards_reach_both_stages_and_the_record(tiny_base_dir, clip_file, tmp_path, monkeypatch):
+@pytest.mark.parametrize("flag, setting, record", [("--bf16-activations", "saved_activations", "bf16_activations"),
+                                                    ("--recompute-feed-forwards", "feed_forward_checkpointing",
+                                                     "recompute_feed_forwards")])
+def test_memory_options_reach_both_stages_and_the_record(tiny_base_dir, clip_file, tmp_path, monkeypatch,
+                                                         flag, setting, record):
     from cav_core import absorber_training, compute
     from cav_core.adapter_file import load_adapter_file
 
@@ -74,14 +60,14 @@ def test_recomputed_feed_forwards_reach_both_stages_and_the_record(tiny_base_dir
 
     def recording(module, enabled):
         asked.append(enabled)
-        return compute.feed_forward_checkpointing(module, enabled)
+        return getattr(compute, setting)(module, enabled)
 
-    monkeypatch.setattr(motion_training, "feed_forward_checkpointing", recording)
-    monkeypatch.setattr(absorber_training, "feed_forward_checkpointing", recording)
+    monkeypatch.setattr(motion_training, setting, recording)
+    monkeypatch.setattr(absorber_training, setting, recording)
     lora = tmp_path / "motion.safetensors"
-    assert _train(tiny_base_dir, clip_file, lora, "--recompute-feed-forwards") == 0
+    assert _train(tiny_base_dir, clip_file, lora, flag) == 0
     assert asked == [True, True]  # the absorber, then the T-LoRA
-    assert load_adapter_file(lora).training["recompute_feed_forwards"] is True
+    assert load_adapter_file(lora).training[record] is True
 
 
 def test_train_with_temporal_convs_saves_and_samples_them(tiny_base_dir, clip_file, tmp_path, capsys):

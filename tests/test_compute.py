@@ -65,6 +65,17 @@ def test_unet_with_temporal_conv_loras_predicts_the_same(tiny_base):
     assert not any("forward" in m.__dict__ for m in unet.modules() if isinstance(m, torch.nn.Conv3d))
 
 
+def _training_motion_lora(tiny_base):
+    """The tiny base's UNet with a random T-LoRA as the only trainable weights, and an input for it."""
+    unet = tiny_base.unet
+    adapters.load_lora(unet, "motion", random_lora(unet, seed=1, targets=temporal_targets(unet)))
+    for name, p in unet.named_parameters():
+        p.requires_grad_("motion" in name)
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(1, 4, 6, 16, 16, generator=g)
+    return unet, x, torch.randn(1, 4, unet.config.cross_attention_dim, generator=g)
+
+
 def _lora_grads(unet, x, text, keep) -> torch.Tensor:
     unet.zero_grad(set_to_none=True)
     with keep():
@@ -76,13 +87,7 @@ def _lora_grads(unet, x, text, keep) -> torch.Tensor:
 def test_bf16_saved_activations_give_nearly_the_same_gradients(tiny_base, monkeypatch):
     from cav_core import compute
 
-    unet = tiny_base.unet
-    adapters.load_lora(unet, "motion", random_lora(unet, seed=1, targets=temporal_targets(unet)))
-    for name, p in unet.named_parameters():
-        p.requires_grad_("motion" in name)
-    g = torch.Generator().manual_seed(0)
-    x = torch.randn(1, 4, 6, 16, 16, generator=g)
-    text = torch.randn(1, 4, unet.config.cross_attention_dim, generator=g)
+    unet, x, text = _training_motion_lora(tiny_base)
     converted = []
     monkeypatch.setattr(compute._Bf16Saved, "__init__",
                         lambda self, t: (converted.append(t.numel()), setattr(self, "tensor", t))[0])
@@ -118,13 +123,7 @@ def test_recomputed_feed_forwards_keep_less_and_give_the_same_gradients(tiny_bas
 
     from cav_core import compute
 
-    unet = tiny_base.unet
-    adapters.load_lora(unet, "motion", random_lora(unet, seed=1, targets=temporal_targets(unet)))
-    for name, p in unet.named_parameters():
-        p.requires_grad_("motion" in name)
-    g = torch.Generator().manual_seed(0)
-    x = torch.randn(1, 4, 6, 16, 16, generator=g)
-    text = torch.randn(1, 4, unet.config.cross_attention_dim, generator=g)
+    unet, x, text = _training_motion_lora(tiny_base)
     gates = [m for m in unet.modules() if isinstance(m, GEGLU)]
     assert gates  # the UNet3D's spatial and temporal transformers all use GEGLU feed-forwards
     projections = []
