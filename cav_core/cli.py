@@ -173,7 +173,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: cuda when available)")
     t.add_argument("--mixed-precision", default="no", choices=["no", "bf16", "fp16"])
     t.add_argument("--gradient-checkpointing", action="store_true",
-                   help="recompute every block in backward: the least memory, about 1.6x the step time")
+                   help="recompute every block in backward: the least memory, 1.3-1.65x the step time")
     t.add_argument("--recompute-feed-forwards", action="store_true",
                    help="recompute the GEGLU feed-forwards in backward instead of keeping their activations: the "
                         "same training in less memory (on the CPU benchmark's base 0.90x the peak at 1.15-1.3x "

@@ -121,7 +121,8 @@ def train_motion(base, clips, settings: MotionSettings, absorber: Absorber | Non
     scheduler = noise_scheduler(base)
     prompts = [motion_caption(c.caption, absorber.tokens, settings.absorber_token_in_prompt) for c in clips]
     # Latents and text states are cached, so training needs neither encoder: each is released once used
-    # (where the base can read it back), so that the setup holds one of them at a time.
+    # (where the base can read it back). Their weights are read from the base's files as they run, so a
+    # stage that starts with neither read holds one at a time.
     with on_device(base.text_encoder, device), token_embeddings_applied(base, absorber.textual_inversion):
         with torch.no_grad():
             text = encode_prompts(base, prompts, device)  # fixed: the TI is frozen now
