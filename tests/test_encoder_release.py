@@ -42,12 +42,12 @@ def test_the_motion_stage_releases_the_text_encoder_before_the_vae_runs(tiny_bas
 
     owned = load_base(tiny_base_dir, encoders_reloadable=True)
     seen = []
+    original = motion_training.encode_frames
 
     def encode_frames(vae, frames):
         seen.append(owned._text_encoder is None)
-        return motion_training_encode(vae, frames)
+        return original(vae, frames)
 
-    motion_training_encode = motion_training.encode_frames
     monkeypatch.setattr(motion_training, "encode_frames", encode_frames)
     train_motion(owned, clip_frames, MotionSettings(prompt="a red square moving right", steps=1))
     assert seen == [True]
