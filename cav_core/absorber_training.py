@@ -22,6 +22,7 @@ from .compute import (adamw, autocast, feed_forward_checkpointing, gradient_chec
 from .diffusion import diffusion_target, noise_scheduler, step_generator, training_timesteps
 from .frames import clip_pixels, run_identity, training_clips
 from .latents import encode_frames, random_crops
+from .lean_backward import lean_backward
 from .settings import AbsorberSettings, ComputeSettings
 from .step_loop import Hooks, run_steps
 from .targeting import spatial_targets, temporal_layers_bypassed
@@ -95,6 +96,7 @@ def train_absorber(base, clips, settings: AbsorberSettings,
         stack.enter_context(temporal_layers_bypassed(unet))
         stack.enter_context(gradient_checkpointing(unet, compute.gradient_checkpointing))
         stack.enter_context(feed_forward_checkpointing(unet, compute.feed_forward_checkpointing))
+        stack.enter_context(lean_backward(unet, compute.lean_backward))  # after the forwards replaced above
         optimizer = adamw(groups)
         start, losses = 0, []
         if _saved is not None and _saved["meta"]["stage"] == "absorber":

@@ -1,6 +1,6 @@
 """Where and in what precision the work runs: device moves, autocast, gradient checkpointing (of every
 block, or of the feed-forwards alone), activations kept for backward in bf16, and the CPU's faster
-kernel for temporal convolutions."""
+kernel for temporal convolutions. What frozen layers keep for backward: ``lean_backward``."""
 from __future__ import annotations
 
 import contextlib
@@ -15,6 +15,8 @@ from diffusers.models.transformers.transformer_2d import Transformer2DModel
 from diffusers.models.transformers.transformer_temporal import TransformerTemporalModel
 from torch.nn import functional as F
 from torch.utils.checkpoint import checkpoint
+
+from . import lean_backward as lean
 
 MIXED_PRECISION = {"no": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 
@@ -180,27 +182,30 @@ def _frames_only(conv: torch.nn.Module) -> bool:
             and isinstance(conv.padding, tuple) and conv.padding[1:] == (0, 0))
 
 
-def _frames_conv_as_2d(conv: torch.nn.Conv3d, x: torch.Tensor) -> torch.Tensor:
+def _frames_conv_as_2d(conv: torch.nn.Conv3d, convolve, x: torch.Tensor) -> torch.Tensor:
     if x.dim() != 5:
         return torch.nn.Conv3d.forward(conv, x)
     # (b, c, f, h, w) -> (b, c, f, h*w): the same sums, with a (k, 1) 2D kernel
-    y = F.conv2d(x.flatten(3), conv.weight[..., 0], conv.bias, padding=(conv.padding[0], 0))
+    y = convolve(x.flatten(3), conv.weight[..., 0], conv.bias, (1, 1), (conv.padding[0], 0), (1, 1), 1)
     return y.unflatten(3, x.shape[3:])
 
 
 @contextlib.contextmanager
-def temporal_convs_as_2d(unet: torch.nn.Module, device: torch.device | str) -> Iterator[None]:
+def temporal_convs_as_2d(unet: torch.nn.Module, device: torch.device | str,
+                         lean_backward: bool = False) -> Iterator[None]:
     """On the CPU, run every frames-only Conv3d as the equal conv2d over (frames, height*width).
 
     PyTorch's CPU conv3d takes its slow reference kernel for these at batch 1 (a training step),
     while conv2d uses oneDNN: 1.5-1.7x faster forward and backward at the shapes-world base's sizes.
     Sampling's guided batch of 2 gets oneDNN either way; it enters this too, so that a validation
     sample taken in training is the very sample taken after it. Enter it after adapters are
-    injected, so their convolutions are covered too. A no-op on other devices.
+    injected, so their convolutions are covered too. With ``lean_backward`` a frozen one keeps no
+    input for backward, as ``lean_backward.lean_backward`` has the others. A no-op on other devices.
     """
     if torch.device(device).type != "cpu":
         yield
         return
     convs = [m for m in unet.modules() if _frames_only(m)]
-    with _forwards_replaced(convs, lambda conv: functools.partial(_frames_conv_as_2d, conv)):
+    convolve = lean.convolution if lean_backward else F.conv2d
+    with _forwards_replaced(convs, lambda conv: functools.partial(_frames_conv_as_2d, conv, convolve)):
         yield

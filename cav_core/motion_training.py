@@ -25,6 +25,7 @@ from .diffusion import (clean_estimate, debiased_loss, diffusion_target, noise_s
 from .errors import CavError
 from .frames import Clip, run_identity, tensor_digest, training_clips
 from .latents import decode_latents, encode_frames
+from .lean_backward import lean_backward
 from .motion_preview import MotionPreview, training_preview
 from .settings import ComputeSettings, MotionSettings
 from .step_loop import Hooks, run_steps
@@ -152,7 +153,8 @@ def train_motion(base, clips, settings: MotionSettings, absorber: Absorber | Non
         params = [p for p in unet.parameters() if p.requires_grad]
         stack.enter_context(gradient_checkpointing(unet, compute.gradient_checkpointing))
         stack.enter_context(feed_forward_checkpointing(unet, compute.feed_forward_checkpointing))
-        stack.enter_context(temporal_convs_as_2d(unet, device))
+        stack.enter_context(temporal_convs_as_2d(unet, device, compute.lean_backward))
+        stack.enter_context(lean_backward(unet, compute.lean_backward))  # after the forwards replaced above
         optimizer = adamw(params, lr=settings.lr)
         start, losses = 0, []
         if _saved is not None and _saved["meta"]["stage"] == "motion":

@@ -98,6 +98,7 @@ class ComputeSettings:
     gradient_checkpointing: bool = False  # every block recomputed in backward
     recompute_feed_forwards: bool = False  # GEGLU feed-forwards recomputed (compute.feed_forward_checkpointing)
     bf16_activations: bool = False  # activations kept for backward in bf16 (compute.saved_activations)
+    lean_backward: bool = True  # frozen layers keep only what gradients need (lean_backward); exact
 
     @property
     def feed_forward_checkpointing(self) -> bool:

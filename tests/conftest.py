@@ -69,6 +69,31 @@ def random_lora(unet, seed: int, rank: int = 2, role: str = TEMPORAL, targets=No
                        {k: torch.randn(v.shape, generator=g) * 0.2 for k, v in lora.tensors.items()})
 
 
+def training_motion_lora(tiny_base):
+    """The tiny base's UNet with a random T-LoRA as the only trainable weights, and an input for it."""
+    unet = tiny_base.unet
+    adapters.load_lora(unet, "motion", random_lora(unet, seed=1, targets=temporal_targets(unet)))
+    for name, p in unet.named_parameters():
+        p.requires_grad_("motion" in name)
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(1, 4, 6, 16, 16, generator=g)
+    return unet, x, torch.randn(1, 4, unet.config.cross_attention_dim, generator=g)
+
+
+def saved_bytes_and_grads(unet, x, text, context) -> tuple[int, torch.Tensor]:
+    """Bytes of the tensors autograd keeps outside checkpointed regions, and the LoRA's gradients."""
+    storages = {}
+
+    def pack(tensor):
+        storages[tensor.untyped_storage().data_ptr()] = tensor.untyped_storage().nbytes()
+        return tensor
+
+    unet.zero_grad(set_to_none=True)
+    with context, torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        loss = unet(x, 500, text).sample.square().mean()
+    loss.backward()
+    return sum(storages.values()), torch.cat([p.grad.flatten() for p in unet.parameters() if p.requires_grad])
+
 
 @pytest.fixture(scope="session")
 def tiny_base_dir(tmp_path_factory) -> str:

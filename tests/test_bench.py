@@ -9,6 +9,7 @@ def test_benchmark_script_runs_every_configuration(tmp_path):
     report = out.read_text()
     assert "FAILED" not in report  # fp16 weights with loss scaling failed before the adapters were fp32
     rows = [line for line in report.splitlines() if line.startswith("| ") and "configuration" not in line]
-    assert len(rows) == 9 + 4 and all(" 1.00 |" in r for r in (rows[0], rows[9]))  # ratios against row 1
+    assert len(rows) == 10 + 4 and all(" 1.00 |" in r for r in (rows[0], rows[10]))  # ratios against row 1
     assert sum("feed-forwards recomputed" in r for r in rows) == 2  # fp32 and bf16 weights, beside the defaults
+    assert sum("keeping all autograd saves" in r for r in rows) == 1  # beside the bf16 default
     assert "Stage 1" not in report  # --only left the absorber table out

@@ -8,7 +8,7 @@ import torch
 from cav_core import ComputeSettings, adapters
 from cav_core.compute import temporal_convs_as_2d
 from cav_core.targeting import temporal_targets
-from conftest import random_lora
+from conftest import random_lora, saved_bytes_and_grads, training_motion_lora
 
 
 def _grads(conv, x):
@@ -65,17 +65,6 @@ def test_unet_with_temporal_conv_loras_predicts_the_same(tiny_base):
     assert not any("forward" in m.__dict__ for m in unet.modules() if isinstance(m, torch.nn.Conv3d))
 
 
-def _training_motion_lora(tiny_base):
-    """The tiny base's UNet with a random T-LoRA as the only trainable weights, and an input for it."""
-    unet = tiny_base.unet
-    adapters.load_lora(unet, "motion", random_lora(unet, seed=1, targets=temporal_targets(unet)))
-    for name, p in unet.named_parameters():
-        p.requires_grad_("motion" in name)
-    g = torch.Generator().manual_seed(0)
-    x = torch.randn(1, 4, 6, 16, 16, generator=g)
-    return unet, x, torch.randn(1, 4, unet.config.cross_attention_dim, generator=g)
-
-
 def _lora_grads(unet, x, text, keep) -> torch.Tensor:
     unet.zero_grad(set_to_none=True)
     with keep():
@@ -87,7 +76,7 @@ def _lora_grads(unet, x, text, keep) -> torch.Tensor:
 def test_bf16_saved_activations_give_nearly_the_same_gradients(tiny_base, monkeypatch):
     from cav_core import compute
 
-    unet, x, text = _training_motion_lora(tiny_base)
+    unet, x, text = training_motion_lora(tiny_base)
     converted = []
     monkeypatch.setattr(compute._Bf16Saved, "__init__",
                         lambda self, t: (converted.append(t.numel()), setattr(self, "tensor", t))[0])
@@ -101,21 +90,6 @@ def test_bf16_saved_activations_give_nearly_the_same_gradients(tiny_base, monkey
     assert all(p.dtype == torch.float32 for p in unet.parameters())
 
 
-def _saved_bytes_and_grads(unet, x, text, context) -> tuple[int, torch.Tensor]:
-    """Bytes of the tensors autograd keeps outside checkpointed regions, and the LoRA's gradients."""
-    storages = {}
-
-    def pack(tensor):
-        storages[tensor.untyped_storage().data_ptr()] = tensor.untyped_storage().nbytes()
-        return tensor
-
-    unet.zero_grad(set_to_none=True)
-    with context, torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-        loss = unet(x, 500, text).sample.square().mean()
-    loss.backward()
-    return sum(storages.values()), torch.cat([p.grad.flatten() for p in unet.parameters() if p.requires_grad])
-
-
 def test_recomputed_feed_forwards_keep_less_and_give_the_same_gradients(tiny_base):
     import contextlib
 
@@ -123,15 +97,15 @@ def test_recomputed_feed_forwards_keep_less_and_give_the_same_gradients(tiny_bas
 
     from cav_core import compute
 
-    unet, x, text = _training_motion_lora(tiny_base)
+    unet, x, text = training_motion_lora(tiny_base)
     gates = [m for m in unet.modules() if isinstance(m, GEGLU)]
     assert gates  # the UNet3D's spatial and temporal transformers all use GEGLU feed-forwards
     projections = []
     hooks = [m.proj.register_forward_hook(lambda _m, _a, out: projections.append(out.nbytes)) for m in gates]
-    kept, exact = _saved_bytes_and_grads(unet, x, text, contextlib.nullcontext())
+    kept, exact = saved_bytes_and_grads(unet, x, text, contextlib.nullcontext())
     for hook in hooks:
         hook.remove()
-    recomputed_kept, recomputed = _saved_bytes_and_grads(unet, x, text, compute.feed_forward_checkpointing(unet))
+    recomputed_kept, recomputed = saved_bytes_and_grads(unet, x, text, compute.feed_forward_checkpointing(unet))
     assert len(projections) == len(gates)
     assert recomputed_kept <= kept - sum(projections)  # no GEGLU keeps its projection's output
     torch.testing.assert_close(recomputed, exact, rtol=0, atol=1e-7)  # recomputing gives the very values kept

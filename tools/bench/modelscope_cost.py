@@ -133,15 +133,17 @@ def main(argv=None) -> int:
             bases[dtype] = build_base(device, DTYPES[dtype], args.small)
         return bases[dtype]
 
-    def compute(precision: str, checkpointing: bool, recompute_feed_forwards: bool = False) -> ComputeSettings:
+    def compute(precision: str, checkpointing: bool, recompute_feed_forwards: bool = False,
+                lean_backward: bool = True) -> ComputeSettings:
         return ComputeSettings(device=str(device), mixed_precision=precision, gradient_checkpointing=checkpointing,
-                               recompute_feed_forwards=recompute_feed_forwards)
+                               recompute_feed_forwards=recompute_feed_forwards, lean_backward=lean_backward)
 
     # Each row: (name, weight dtype, run(base, clock)).
-    def motion_row(precision: str, checkpointing: bool, convs: bool = False, recompute_feed_forwards: bool = False):
+    def motion_row(precision: str, checkpointing: bool, convs: bool = False, recompute_feed_forwards: bool = False,
+                   lean_backward: bool = True):
         settings = MotionSettings(prompt="a red square moving on a white background", steps=args.steps,
                                   rank=16 if convs else 4, include_temporal_convs=convs)
-        chosen = compute(precision, checkpointing, recompute_feed_forwards)
+        chosen = compute(precision, checkpointing, recompute_feed_forwards, lean_backward)
         return lambda b, clock: train_motion(b, frames, settings, compute=chosen, hooks=Hooks(on_progress=clock))
 
     def absorber_row(precision: str, checkpointing: bool):
@@ -164,6 +166,8 @@ def main(argv=None) -> int:
             ("fp32 weights, bf16 autocast", "fp32", motion_row("bf16", False)),
             ("fp32 weights, bf16 autocast, checkpointing", "fp32", motion_row("bf16", True)),
             ("bf16 weights, bf16 autocast", "bf16", motion_row("bf16", False)),
+            ("bf16 weights, bf16 autocast, frozen layers keeping all autograd saves", "bf16",
+             motion_row("bf16", False, lean_backward=False)),
             ("bf16 weights, bf16 autocast, feed-forwards recomputed", "bf16",
              motion_row("bf16", False, recompute_feed_forwards=True)),
             ("bf16 weights, bf16 autocast, checkpointing", "bf16", motion_row("bf16", True)),

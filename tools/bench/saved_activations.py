@@ -6,7 +6,9 @@
 One forward of the benchmark's UNet with the default T-LoRA injected and only its parameters
 trainable, under ``torch.autograd.graph.saved_tensors_hooks``: each saved tensor's storage is counted
 once, against the innermost module running when it was saved. Weights that autograd keeps (frozen
-layers keep theirs to pass gradients back) are counted apart, since they are resident anyway.
+layers keep theirs to pass gradients back) are counted apart, since they are resident anyway. The
+forward runs as training runs it on the CPU (``lean_backward``, temporal convolutions as conv2d); the
+total with frozen layers keeping all that autograd saves is printed beside it.
 """
 from __future__ import annotations
 
@@ -85,6 +87,8 @@ def main(argv=None) -> int:
     import torch
 
     from cav_core import Recipe, inject_lora, load_base
+    from cav_core.compute import temporal_convs_as_2d
+    from cav_core.lean_backward import lean_backward
     from tools.bench.cpu_cost import PROMPT, build_base_folder
 
     with tempfile.TemporaryDirectory() as folder:
@@ -97,8 +101,13 @@ def main(argv=None) -> int:
     side = args.size // base.vae_scale_factor
     latents = torch.randn(1, unet.config.in_channels, args.frames, side, side)
     text = torch.randn(1, base.tokenizer.model_max_length, unet.config.cross_attention_dim)
-    by_module, weight_bytes = saved_by_module(unet, latents, torch.tensor([500]), text)
-    print(f"{args.frames} frames at {args.size}x{args.size}, fp32, the default T-LoRA\n")
+    inputs = latents, torch.tensor([500]), text
+    with temporal_convs_as_2d(unet, "cpu"):
+        all_saved = sum(saved_by_module(unet, *inputs)[0].values())
+    with temporal_convs_as_2d(unet, "cpu", lean_backward=True), lean_backward(unet):
+        by_module, weight_bytes = saved_by_module(unet, *inputs)
+    print(f"{args.frames} frames at {args.size}x{args.size}, fp32, the default T-LoRA "
+          f"(with frozen layers keeping all that autograd saves: {all_saved / MIB:.0f} MiB)\n")
     print(report(unet, by_module, weight_bytes))
     return 0
 

@@ -1,0 +1,107 @@
+"""lean_backward: frozen convolutions, GEGLUs and SiLUs after GroupNorms keep only what gradients need,
+and the gradients are the very ones autograd gives; training is unchanged by it."""
+from __future__ import annotations
+
+import contextlib
+from dataclasses import replace
+
+import numpy as np
+import pytest
+import torch
+from diffusers.models.activations import GEGLU
+
+from cav_core import ComputeSettings, MotionSettings, train_motion
+from cav_core.compute import feed_forward_checkpointing, temporal_convs_as_2d
+from cav_core.lean_backward import convolution, lean_backward
+from conftest import saved_bytes_and_grads, training_motion_lora
+from tools.bench.saved_activations import saved_by_module
+
+CONVOLUTIONS = (torch.nn.Conv2d, torch.nn.Conv3d)
+
+
+def _kept_by(unet, x, text, kinds) -> int:
+    by_module, _ = saved_by_module(unet, x, torch.tensor([500]), text)
+    modules = dict(unet.named_modules())
+    return sum(size for name, size in by_module.items() if isinstance(modules[name], kinds))
+
+
+@pytest.mark.parametrize("autocast", [False, True])
+def test_the_unet_keeps_less_and_gets_the_very_gradients(tiny_base, autocast):
+    unet, x, text = training_motion_lora(tiny_base)
+    gates = [m for m in unet.modules() if isinstance(m, GEGLU)]
+    gated = []  # each GEGLU's GELU output: half its projection, no longer kept
+    hooks = [m.proj.register_forward_hook(lambda _m, _a, out: gated.append(out.nbytes // 2)) for m in gates]
+    with torch.autocast("cpu", torch.bfloat16, enabled=autocast):
+        with temporal_convs_as_2d(unet, "cpu"):
+            kept, exact = saved_bytes_and_grads(unet, x, text, contextlib.nullcontext())
+            for hook in hooks:
+                hook.remove()
+            convs_kept, silus_kept = _kept_by(unet, x, text, CONVOLUTIONS), _kept_by(unet, x, text, torch.nn.SiLU)
+        with temporal_convs_as_2d(unet, "cpu", lean_backward=True):
+            lean_kept, lean = saved_bytes_and_grads(unet, x, text, lean_backward(unet))
+            with lean_backward(unet):
+                lean_convs = _kept_by(unet, x, text, CONVOLUTIONS)
+                lean_silus = _kept_by(unet, x, text, torch.nn.SiLU)
+    assert torch.equal(lean, exact)  # the same kernels on the same values
+    assert gated and lean_kept <= kept - sum(gated)
+    # every convolution of the base is frozen: none keeps its input (under autocast, as there, a cast weight)
+    assert lean_convs < convs_kept / 2 if autocast else convs_kept > 0 and lean_convs == 0
+    assert silus_kept > 0 and lean_silus < silus_kept / 2  # those after a GroupNorm keep nothing
+
+
+def test_modules_are_restored_and_replaced_forwards_kept(tiny_base):
+    unet = tiny_base.unet
+    norms = [m for m in unet.modules() if isinstance(m, torch.nn.GroupNorm)]
+    with lean_backward(unet, enabled=False):
+        assert not any("forward" in m.__dict__ for m in unet.modules())
+    with feed_forward_checkpointing(unet), lean_backward(unet):
+        checkpointed = {m: m.forward for m in unet.modules() if isinstance(m, GEGLU)}
+        assert any(isinstance(m, CONVOLUTIONS) and "forward" in m.__dict__ for m in unet.modules())
+        assert all(m._forward_hooks for m in norms)
+    assert all(f.__qualname__.startswith("_checkpointed") for f in checkpointed.values())  # not replaced again
+    assert not any("forward" in m.__dict__ for m in unet.modules())
+    assert not any(m._forward_hooks for m in norms)
+
+
+@pytest.mark.parametrize("trainable", ["weight", "bias"])
+def test_a_trainable_convolution_is_left_to_autograd(trainable):
+    torch.manual_seed(0)
+    conv = torch.nn.Conv2d(3, 4, 3, padding=1)
+    conv.weight.requires_grad_(trainable == "weight")
+    conv.bias.requires_grad_(trainable == "bias")
+    x = torch.randn(1, 3, 5, 5, requires_grad=True)
+    torch.nn.functional.conv2d(x, conv.weight, conv.bias, 1, 1).square().sum().backward()
+    expected = [t.grad.clone() for t in (x, conv.weight, conv.bias) if t.grad is not None]
+    for t in (x, conv.weight, conv.bias):
+        t.grad = None
+    convolution(x, conv.weight, conv.bias, (1, 1), (1, 1), (1, 1), 1).square().sum().backward()
+    got = [t.grad for t in (x, conv.weight, conv.bias) if t.grad is not None]
+    assert len(got) == 2 and all(torch.equal(g, e) for g, e in zip(got, expected))
+
+
+def test_a_frozen_convolution_under_autocast_runs_as_autocast_has_it():
+    conv = torch.nn.Conv2d(3, 4, 3, padding=1).requires_grad_(False)
+    x = torch.randn(1, 3, 5, 5, requires_grad=True)
+    with torch.autocast("cpu", torch.bfloat16):
+        y = convolution(x, conv.weight, conv.bias, (1, 1), (1, 1), (1, 1), 1)
+    assert y.dtype == torch.bfloat16
+    y.float().sum().backward()
+    assert x.grad is not None and x.grad.dtype == torch.float32
+
+
+@pytest.mark.parametrize("stage", ["motion", "absorber"])
+def test_training_gives_the_same_adapter_either_way(tiny_base, clip_frames, stage):
+    from cav_core import AbsorberSettings, train_absorber
+
+    def tensors(compute):
+        if stage == "motion":
+            settings = MotionSettings(prompt="a red square moving right", steps=2)
+            return train_motion(tiny_base, clip_frames, settings, compute=compute).lora.tensors
+        settings = AbsorberSettings(kind="slora", prompt="a red square", steps=2)
+        return train_absorber(tiny_base, clip_frames, settings, compute=compute).spatial.tensors
+
+    lean, plain = tensors(ComputeSettings()), tensors(replace(ComputeSettings(), lean_backward=False))
+    assert ComputeSettings().lean_backward
+    assert lean.keys() == plain.keys()
+    assert all(torch.equal(lean[k], plain[k]) for k in lean)
+    assert not all(np.allclose(v.numpy(), 0) for v in lean.values())
