@@ -137,11 +137,11 @@ def gradient_checkpointing(unet: torch.nn.Module, enabled: bool = True) -> Itera
 def feed_forward_checkpointing(unet: torch.nn.Module, enabled: bool = True) -> Iterator[None]:
     """Recompute each GEGLU feed-forward's projection and gate in backward instead of keeping them.
 
-    A GEGLU keeps 12 times its input's size for backward (the projection's output, 8 times, and the
-    gated half through GELU, 4 times); recomputed, it keeps its input alone. Of a T-LoRA step's
-    activations these give the most memory per unit of compute recomputed: on the CPU benchmark's base
-    a 0.90x peak for 1.15-1.3x the step (``docs/bench``). Recomputing gives the very values kept, so
-    training is unchanged. A no-op where every block is checkpointed already.
+    A GEGLU keeps its projection's output for backward, 8 times its input's size (``lean_backward``;
+    autograd alone keeps the gated half through GELU too); recomputed, it keeps its input alone. Of a
+    T-LoRA step's activations these give the most memory per unit of compute recomputed: on the CPU
+    benchmark's base 0.95x the default's peak for 1.16x its step (``docs/bench``). Recomputing gives the
+    very values kept, so training is unchanged. A no-op where every block is checkpointed already.
     """
     if not enabled:
         yield
