@@ -1,15 +1,17 @@
 """Training keeps for backward only what its gradients need from the frozen base's layers.
 
-autograd keeps more than a LoRA's gradients need in three kinds of layer of a UNet3D:
+autograd keeps more than a LoRA's gradients need in four kinds of layer of a UNet3D:
 
 - a frozen convolution keeps its input, though the gradient it passes back needs its weight alone;
 - a GEGLU feed-forward keeps the GELU of its gate besides the projection it was computed from;
-- a SiLU right after a GroupNorm keeps the norm's output, though the norm keeps the input it came from.
+- a SiLU right after a GroupNorm keeps the norm's output, though the norm keeps the input it came from;
+- a LoRA's first layer right after a LayerNorm (the temporal attention's projections) keeps the norm's
+  output, though the norm keeps the input it came from.
 
-Here the first keeps nothing new, the second recomputes the GELU in backward and the third the norm,
-both elementwise work next to the matrix products around them. The gradients are the very ones
-autograd gives (the same kernels on the same values); on the CPU benchmark's base a T-LoRA step keeps
-597 MiB instead of 820 (``python -m tools.bench.saved_activations``).
+Here the first keeps nothing new, the second recomputes the GELU in backward and the others the norm
+(and the LoRA layer's small product over it), elementwise work next to the matrix products around
+them. The gradients are the very ones autograd gives (the same kernels on the same values); on the CPU
+benchmark's base a T-LoRA step keeps 572 MiB instead of 820 (``python -m tools.bench.saved_activations``).
 """
 from __future__ import annotations
 
@@ -144,16 +146,56 @@ class _LastGroupNorm:
         return F.silu(x)
 
 
+class _LinearOfLayerNorm(torch.autograd.Function):
+    """A trainable linear layer over ``normed = norm(x)``: keeps ``x`` (which the norm keeps too) and
+    recomputes ``normed`` and the layer in backward."""
+
+    @staticmethod
+    def forward(ctx, normed, x, norm, weight, bias):
+        ctx.norm, ctx.autocast = norm, _autocast(x)
+        ctx.save_for_backward(x, weight, bias)
+        return F.linear(normed, weight, bias)
+
+    @staticmethod
+    def backward(ctx, grad):
+        x, weight, bias = ctx.saved_tensors
+        norm, dtype = ctx.norm, ctx.autocast
+        with torch.enable_grad(), torch.autocast(x.device.type, dtype=dtype, enabled=dtype is not None):
+            with torch.no_grad():
+                normed = F.layer_norm(x, norm.normalized_shape, norm.weight, norm.bias, norm.eps)
+            normed.requires_grad_(True)
+            out = F.linear(normed, weight, bias)
+        wanted = [t for t in (normed, weight, bias) if t is not None and t.requires_grad]
+        grads = iter(torch.autograd.grad(out, wanted, grad))
+        return (next(grads), None, None, next(grads) if weight.requires_grad else None,
+                next(grads) if bias is not None and bias.requires_grad else None)
+
+
+class _LastLayerNorm(_LastGroupNorm):
+    """The most recent LayerNorm's output and input, for the trainable linear layers that may read it."""
+
+    def linear_forward(self, linear: torch.nn.Linear):
+        def run(x):
+            norm_input = self.input()
+            if (self.output() is x and norm_input is not None and torch.is_grad_enabled()
+                    and linear.weight.requires_grad):
+                return _LinearOfLayerNorm.apply(x, norm_input, self.norm, linear.weight, linear.bias)
+            return F.linear(x, linear.weight, linear.bias)
+        return run
+
+
 @contextlib.contextmanager
 def lean_backward(unet: torch.nn.Module, enabled: bool = True) -> Iterator[None]:
-    """For the block, the UNet's frozen convolutions, GEGLUs and SiLUs after GroupNorms keep only what
-    their gradients need. Layers that run a forward of their own already (recomputed in backward, or
-    run another way) keep it. Enter after adapters are injected and trainable parameters chosen: a
-    convolution is judged frozen as it runs."""
+    """For the block, the UNet's frozen convolutions, GEGLUs, SiLUs after GroupNorms and trainable linear
+    layers after LayerNorms keep only what their gradients need. Layers that run a forward of their own
+    already (recomputed in backward, or run another way) keep it. Enter after adapters are injected and
+    trainable parameters chosen: linear layers are taken as trainable when it is entered, convolutions
+    judged frozen as they run."""
     if not enabled:
         yield
         return
     last_norm = _LastGroupNorm()
+    last_layer_norm = _LastLayerNorm()
     replaced, hooks = [], []
     for module in unet.modules():
         if "forward" in module.__dict__:
@@ -164,9 +206,13 @@ def lean_backward(unet: torch.nn.Module, enabled: bool = True) -> Iterator[None]
             module.forward = _convolution_forward(module)
         elif type(module) is torch.nn.SiLU:
             module.forward = last_norm.silu_forward
+        elif type(module) is torch.nn.Linear and module.weight.requires_grad:
+            module.forward = last_layer_norm.linear_forward(module)
         else:
             if isinstance(module, torch.nn.GroupNorm):
                 hooks.append(module.register_forward_hook(last_norm.record))
+            if isinstance(module, torch.nn.LayerNorm):
+                hooks.append(module.register_forward_hook(last_layer_norm.record))
             continue
         replaced.append(module)
     try:

@@ -1,5 +1,5 @@
-"""lean_backward: frozen convolutions, GEGLUs and SiLUs after GroupNorms keep only what gradients need,
-and the gradients are the very ones autograd gives; training is unchanged by it."""
+"""lean_backward: frozen convolutions, GEGLUs, SiLUs after GroupNorms and LoRA layers after LayerNorms keep
+only what gradients need, and the gradients are the very ones autograd gives; training is unchanged by it."""
 from __future__ import annotations
 
 import contextlib
@@ -37,16 +37,21 @@ def test_the_unet_keeps_less_and_gets_the_very_gradients(tiny_base, autocast):
             for hook in hooks:
                 hook.remove()
             convs_kept, silus_kept = _kept_by(unet, x, text, CONVOLUTIONS), _kept_by(unet, x, text, torch.nn.SiLU)
+            linears_kept = _kept_by(unet, x, text, torch.nn.Linear)
         with temporal_convs_as_2d(unet, "cpu", lean_backward=True):
             lean_kept, lean = saved_bytes_and_grads(unet, x, text, lean_backward(unet))
             with lean_backward(unet):
                 lean_convs = _kept_by(unet, x, text, CONVOLUTIONS)
                 lean_silus = _kept_by(unet, x, text, torch.nn.SiLU)
+                lean_linears = _kept_by(unet, x, text, torch.nn.Linear)
     assert torch.equal(lean, exact)  # the same kernels on the same values
     assert gated and lean_kept <= kept - sum(gated)
     # every convolution of the base is frozen: none keeps its input (under autocast, as there, a cast weight)
     assert lean_convs < convs_kept / 2 if autocast else convs_kept > 0 and lean_convs == 0
     assert silus_kept > 0 and lean_silus < silus_kept / 2  # those after a GroupNorm keep nothing
+    # the LoRA layers over a LayerNorm's output keep nothing; under CPU autocast they do not find the norm's
+    # output as it left the norm, and keep what autograd keeps
+    assert lean_linears == linears_kept if autocast else lean_linears < linears_kept
 
 
 def test_modules_are_restored_and_replaced_forwards_kept(tiny_base):
