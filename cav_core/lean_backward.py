@@ -129,8 +129,8 @@ class _SiluOfGroupNorm(torch.autograd.Function):
         return torch.ops.aten.silu_backward(grad, normed), None, None
 
 
-class _LastGroupNorm:
-    """The most recent GroupNorm's output and input, held weakly, for the SiLU that may follow it."""
+class _LastNorm:
+    """The most recent output and input of one kind of norm, held weakly, for a layer that may read it."""
 
     def __init__(self):
         self.output = self.input = lambda: None
@@ -139,11 +139,18 @@ class _LastGroupNorm:
     def record(self, norm, args, output):
         self.output, self.input, self.norm = weakref.ref(output), weakref.ref(args[0]), norm
 
-    def silu_forward(self, x: torch.Tensor) -> torch.Tensor:
-        norm_input = self.input()
-        if self.output() is x and norm_input is not None and torch.is_grad_enabled() and x.requires_grad:
-            return _SiluOfGroupNorm.apply(x, norm_input, self.norm)
+    def input_of(self, x: torch.Tensor) -> torch.Tensor | None:
+        """The norm's input where ``x`` is its output and autograd records, else None."""
+        return self.input() if self.output() is x and torch.is_grad_enabled() else None
+
+
+def _silu_forward(group_norm: _LastNorm):
+    def run(x: torch.Tensor) -> torch.Tensor:
+        norm_input = group_norm.input_of(x) if x.requires_grad else None
+        if norm_input is not None:
+            return _SiluOfGroupNorm.apply(x, norm_input, group_norm.norm)
         return F.silu(x)
+    return run
 
 
 class _LinearOfLayerNorm(torch.autograd.Function):
@@ -171,17 +178,13 @@ class _LinearOfLayerNorm(torch.autograd.Function):
                 next(grads) if bias is not None and bias.requires_grad else None)
 
 
-class _LastLayerNorm(_LastGroupNorm):
-    """The most recent LayerNorm's output and input, for the trainable linear layers that may read it."""
-
-    def linear_forward(self, linear: torch.nn.Linear):
-        def run(x):
-            norm_input = self.input()
-            if (self.output() is x and norm_input is not None and torch.is_grad_enabled()
-                    and linear.weight.requires_grad):
-                return _LinearOfLayerNorm.apply(x, norm_input, self.norm, linear.weight, linear.bias)
-            return F.linear(x, linear.weight, linear.bias)
-        return run
+def _linear_forward(linear: torch.nn.Linear, layer_norm: _LastNorm):
+    def run(x: torch.Tensor) -> torch.Tensor:
+        norm_input = layer_norm.input_of(x) if linear.weight.requires_grad else None
+        if norm_input is not None:
+            return _LinearOfLayerNorm.apply(x, norm_input, layer_norm.norm, linear.weight, linear.bias)
+        return F.linear(x, linear.weight, linear.bias)
+    return run
 
 
 @contextlib.contextmanager
@@ -194,8 +197,7 @@ def lean_backward(unet: torch.nn.Module, enabled: bool = True) -> Iterator[None]
     if not enabled:
         yield
         return
-    last_norm = _LastGroupNorm()
-    last_layer_norm = _LastLayerNorm()
+    group_norm, layer_norm = _LastNorm(), _LastNorm()
     replaced, hooks = [], []
     for module in unet.modules():
         if "forward" in module.__dict__:
@@ -205,14 +207,14 @@ def lean_backward(unet: torch.nn.Module, enabled: bool = True) -> Iterator[None]
         elif _plain_convolution(module):
             module.forward = _convolution_forward(module)
         elif type(module) is torch.nn.SiLU:
-            module.forward = last_norm.silu_forward
+            module.forward = _silu_forward(group_norm)
         elif type(module) is torch.nn.Linear and module.weight.requires_grad:
-            module.forward = last_layer_norm.linear_forward(module)
+            module.forward = _linear_forward(module, layer_norm)
         else:
             if isinstance(module, torch.nn.GroupNorm):
-                hooks.append(module.register_forward_hook(last_norm.record))
-            if isinstance(module, torch.nn.LayerNorm):
-                hooks.append(module.register_forward_hook(last_layer_norm.record))
+                hooks.append(module.register_forward_hook(group_norm.record))
+            elif isinstance(module, torch.nn.LayerNorm):
+                hooks.append(module.register_forward_hook(layer_norm.record))
             continue
         replaced.append(module)
     try:
