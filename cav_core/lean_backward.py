@@ -9,8 +9,8 @@ autograd keeps more than a LoRA's gradients need in four kinds of layer of a UNe
   output, though the norm keeps the input it came from.
 
 Here the first keeps nothing new, the second recomputes the GELU in backward and the others the norm
-(and the LoRA layer's small product over it), elementwise work next to the matrix products around
-them. The gradients are the very ones autograd gives (the same kernels on the same values); on the CPU
+(once for all the layers that read one norm's output), elementwise work next to the matrix products
+around them. The gradients are the very ones autograd gives (the same kernels on the same values); on the CPU
 benchmark's base a T-LoRA step keeps 572 MiB instead of 820 (``python -m tools.bench.saved_activations``).
 """
 from __future__ import annotations
@@ -129,15 +129,38 @@ class _SiluOfGroupNorm(torch.autograd.Function):
         return torch.ops.aten.silu_backward(grad, normed), None, None
 
 
+class _Renormed:
+    """One norm call's output, recomputed in backward once for every layer that read it (a temporal
+    attention's query, key and value read the same LayerNorm) and dropped when the last has taken it."""
+
+    def __init__(self, norm):
+        self.norm, self.readers, self.value = norm, 0, None
+
+    def read(self) -> "_Renormed":
+        self.readers += 1
+        return self
+
+    def take(self, x: torch.Tensor, dtype: torch.dtype | None) -> torch.Tensor:
+        value = self.value
+        if value is None:
+            norm = self.norm
+            with torch.autocast(x.device.type, dtype=dtype, enabled=dtype is not None):  # as the norm ran
+                value = F.layer_norm(x, norm.normalized_shape, norm.weight, norm.bias, norm.eps)
+        self.readers -= 1
+        self.value = value if self.readers > 0 else None
+        return value
+
+
 class _LastNorm:
     """The most recent output and input of one kind of norm, held weakly, for a layer that may read it."""
 
     def __init__(self):
         self.output = self.input = lambda: None
-        self.norm = None
+        self.norm = self.renormed = None
 
     def record(self, norm, args, output):
         self.output, self.input, self.norm = weakref.ref(output), weakref.ref(args[0]), norm
+        self.renormed = _Renormed(norm)
 
     def input_of(self, x: torch.Tensor) -> torch.Tensor | None:
         """The norm's input where ``x`` is its output and autograd records, else None."""
@@ -155,34 +178,39 @@ def _silu_forward(group_norm: _LastNorm):
 
 class _LinearOfLayerNorm(torch.autograd.Function):
     """A trainable linear layer over ``normed = norm(x)``: keeps ``x`` (which the norm keeps too) and
-    recomputes ``normed`` and the layer in backward."""
+    recomputes ``normed`` (once for all its readers) and the layer in backward."""
 
     @staticmethod
-    def forward(ctx, normed, x, norm, weight, bias):
-        ctx.norm, ctx.autocast = norm, _autocast(x)
+    def forward(ctx, normed, x, renormed, weight, bias):
+        ctx.renormed, ctx.autocast, ctx.normed_dtype = renormed.read(), _autocast(x), normed.dtype
         ctx.save_for_backward(x, weight, bias)
         return F.linear(normed, weight, bias)
 
     @staticmethod
     def backward(ctx, grad):
         x, weight, bias = ctx.saved_tensors
-        norm, dtype = ctx.norm, ctx.autocast
-        with torch.enable_grad(), torch.autocast(x.device.type, dtype=dtype, enabled=dtype is not None):
-            with torch.no_grad():
-                normed = F.layer_norm(x, norm.normalized_shape, norm.weight, norm.bias, norm.eps)
-            normed.requires_grad_(True)
-            out = F.linear(normed, weight, bias)
-        wanted = [t for t in (normed, weight, bias) if t is not None and t.requires_grad]
-        grads = iter(torch.autograd.grad(out, wanted, grad))
-        return (next(grads), None, None, next(grads) if weight.requires_grad else None,
-                next(grads) if bias is not None and bias.requires_grad else None)
+        dtype = ctx.autocast
+        normed = ctx.renormed.take(x, dtype)
+        if dtype is not None:  # autocast ran the layer in its dtype
+            normed, weight_used = normed.to(dtype), weight.to(dtype)
+        else:
+            weight_used = weight
+        # linear's own backward: the products autograd's matmul backward takes, over the flattened rows
+        grad_rows = grad.reshape(-1, grad.shape[-1])
+        grad_normed = grad_rows.mm(weight_used).view(*grad.shape[:-1], weight.shape[1]).to(ctx.normed_dtype)
+        grad_weight = grad_bias = None
+        if weight.requires_grad:
+            grad_weight = grad_rows.t().mm(normed.reshape(-1, normed.shape[-1])).to(weight.dtype)
+        if bias is not None and bias.requires_grad:
+            grad_bias = grad_rows.sum(0).to(bias.dtype)
+        return grad_normed, None, None, grad_weight, grad_bias
 
 
 def _linear_forward(linear: torch.nn.Linear, layer_norm: _LastNorm):
     def run(x: torch.Tensor) -> torch.Tensor:
         norm_input = layer_norm.input_of(x) if linear.weight.requires_grad else None
         if norm_input is not None:
-            return _LinearOfLayerNorm.apply(x, norm_input, layer_norm.norm, linear.weight, linear.bias)
+            return _LinearOfLayerNorm.apply(x, norm_input, layer_norm.renormed, linear.weight, linear.bias)
         return F.linear(x, linear.weight, linear.bias)
     return run
 

@@ -113,3 +113,42 @@ def test_training_gives_the_same_adapter_either_way(tiny_base, clip_frames, stag
     assert lean.keys() == plain.keys()
     assert all(torch.equal(lean[k], plain[k]) for k in lean)
     assert not all(np.allclose(v.numpy(), 0) for v in lean.values())
+
+
+class _Attention(torch.nn.Module):
+    """A LayerNorm whose output three trainable linear layers read, as a temporal attention's query, key and
+    value LoRAs do."""
+
+    def __init__(self):
+        super().__init__()
+        self.norm = torch.nn.LayerNorm(8).requires_grad_(False)
+        self.q, self.k = torch.nn.Linear(8, 4, bias=False), torch.nn.Linear(8, 4, bias=False)
+        self.v = torch.nn.Linear(8, 4)
+
+    def forward(self, x):
+        normed = self.norm(x)
+        return (self.q(normed) * self.k(normed) + self.v(normed)).square().sum()
+
+
+@pytest.mark.parametrize("autocast", [False, True])
+def test_linear_layers_over_one_layer_norm_recompute_it_once_for_the_very_gradients(monkeypatch, autocast):
+    torch.manual_seed(0)
+    attention = _Attention()
+    x = torch.randn(2, 5, 8, requires_grad=True)
+    leaves = [x, attention.q.weight, attention.k.weight, attention.v.weight, attention.v.bias]
+
+    def gradients(context):
+        for t in leaves:
+            t.grad = None
+        with context, torch.autocast("cpu", torch.bfloat16, enabled=autocast):
+            loss = attention(x)
+        loss.float().backward()
+        return [t.grad.clone() for t in leaves]
+
+    expected = gradients(contextlib.nullcontext())
+    norms = []
+    layer_norm = torch.nn.functional.layer_norm
+    monkeypatch.setattr(torch.nn.functional, "layer_norm", lambda *a, **k: norms.append(1) or layer_norm(*a, **k))
+    got = gradients(lean_backward(attention))
+    assert all(g.dtype == e.dtype and torch.equal(g, e) for g, e in zip(got, expected))
+    assert len(norms) == 2  # the forward's and one recompute shared by the three layers
