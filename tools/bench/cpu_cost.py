@@ -2,7 +2,7 @@
 
     python -m tools.bench.cpu_cost --demo --out docs/bench/cpu.md   # the tables (a quiet machine: nothing else running)
     python -m tools.bench.cpu_cost --small --steps 3 --warmup 1 --frames 2 --size 64 --repeats 1   # checks the script
-    python -m tools.bench.cpu_cost --base toy --steps 40 --warmup 5 --sample-steps 20 --repeats 3 \
+    python -m tools.bench.cpu_cost --base toy --steps 40 --warmup 5 --sample-steps 20 \
         --out docs/bench/cpu_shapes_world.md   # the bundled base: short steps need more of them
 
 The base is random-init (what a step costs does not depend on the weights' values): ModelScope's UNet
@@ -395,7 +395,7 @@ def main(argv=None) -> int:
     p.add_argument("--warmup", type=int, default=2)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--rows", help="comma-separated row keys (default: all)")
-    p.add_argument("--repeats", type=int, default=2, help="rounds of all rows; each measure is a row's lowest")
+    p.add_argument("--repeats", type=int, default=3, help="rounds of all rows; each measure is a row's lowest")
     p.add_argument("--demo", action="store_true", help="also time the one-shot demo (about 4 minutes on 2 cores; "
                    "with --small, its quick mode)")
     p.add_argument("--out", help="also write the tables here (markdown)")
