@@ -110,30 +110,11 @@ def _geglu_forward(geglu: GEGLU):
     return run
 
 
-class _SiluOfGroupNorm(torch.autograd.Function):
-    """``silu(normed)`` where ``normed = norm(x)``: keeps ``x`` (which the norm keeps too) and recomputes
-    ``normed`` in backward."""
-
-    @staticmethod
-    def forward(ctx, normed, x, norm):
-        ctx.norm, ctx.autocast = norm, _autocast(x)
-        ctx.save_for_backward(x)
-        return F.silu(normed)
-
-    @staticmethod
-    def backward(ctx, grad):
-        x, = ctx.saved_tensors
-        norm, dtype = ctx.norm, ctx.autocast
-        with torch.autocast(x.device.type, dtype=dtype, enabled=dtype is not None):  # as the norm ran
-            normed = F.group_norm(x, norm.num_groups, norm.weight, norm.bias, norm.eps)
-        return torch.ops.aten.silu_backward(grad, normed), None, None
-
-
 class _Renormed:
     """One norm call's output, recomputed in backward once for every layer that read it (a temporal
     attention's query, key and value read the same LayerNorm) and dropped when the last has taken it."""
 
-    def __init__(self, norm):
+    def __init__(self, norm: torch.nn.GroupNorm | torch.nn.LayerNorm):
         self.norm, self.readers, self.value = norm, 0, None
 
     def read(self) -> "_Renormed":
@@ -141,25 +122,46 @@ class _Renormed:
         return self
 
     def take(self, x: torch.Tensor, dtype: torch.dtype | None) -> torch.Tensor:
+        """The norm of ``x``, the norm's input, computed as the norm ran (``dtype``: autocast's, or None)."""
         value = self.value
         if value is None:
             norm = self.norm
-            with torch.autocast(x.device.type, dtype=dtype, enabled=dtype is not None):  # as the norm ran
-                value = F.layer_norm(x, norm.normalized_shape, norm.weight, norm.bias, norm.eps)
+            with torch.autocast(x.device.type, dtype=dtype, enabled=dtype is not None):
+                if isinstance(norm, torch.nn.GroupNorm):
+                    value = F.group_norm(x, norm.num_groups, norm.weight, norm.bias, norm.eps)
+                else:
+                    value = F.layer_norm(x, norm.normalized_shape, norm.weight, norm.bias, norm.eps)
         self.readers -= 1
         self.value = value if self.readers > 0 else None
         return value
 
 
+class _SiluOfGroupNorm(torch.autograd.Function):
+    """``silu(normed)`` where ``normed = norm(x)``: keeps ``x`` (which the norm keeps too) and recomputes
+    ``normed`` in backward."""
+
+    @staticmethod
+    def forward(ctx, normed, x, renormed):
+        ctx.renormed, ctx.autocast = renormed.read(), _autocast(x)
+        ctx.save_for_backward(x)
+        return F.silu(normed)
+
+    @staticmethod
+    def backward(ctx, grad):
+        x, = ctx.saved_tensors
+        return torch.ops.aten.silu_backward(grad, ctx.renormed.take(x, ctx.autocast)), None, None
+
+
 class _LastNorm:
-    """The most recent output and input of one kind of norm, held weakly, for a layer that may read it."""
+    """The most recent output and input of one kind of norm, held weakly, and its recompute, for a layer
+    that may read it."""
 
     def __init__(self):
         self.output = self.input = lambda: None
-        self.norm = self.renormed = None
+        self.renormed = None
 
     def record(self, norm, args, output):
-        self.output, self.input, self.norm = weakref.ref(output), weakref.ref(args[0]), norm
+        self.output, self.input = weakref.ref(output), weakref.ref(args[0])
         self.renormed = _Renormed(norm)
 
     def input_of(self, x: torch.Tensor) -> torch.Tensor | None:
@@ -171,7 +173,7 @@ def _silu_forward(group_norm: _LastNorm):
     def run(x: torch.Tensor) -> torch.Tensor:
         norm_input = group_norm.input_of(x) if x.requires_grad else None
         if norm_input is not None:
-            return _SiluOfGroupNorm.apply(x, norm_input, group_norm.norm)
+            return _SiluOfGroupNorm.apply(x, norm_input, group_norm.renormed)
         return F.silu(x)
     return run
 
