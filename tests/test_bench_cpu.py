@@ -14,13 +14,13 @@ def test_cpu_benchmark_reports_rows_with_ratios(tmp_path):
     out = tmp_path / "cpu.md"
     assert cpu_cost.main(["--small", "--steps", "3", "--warmup", "1", "--frames", "2", "--size", "64",
                           "--sample-steps", "3", "--threads", "1", "--rows",
-                          "plain,tlora,sample_base,sample_fused,sample_scheduled",
+                          f"plain,tlora,{cpu_cost.FLOOR_ROW},sample_base,sample_fused,sample_scheduled",
                           "--repeats", "1", "--demo", "--out", str(out)]) == 0
     report = out.read_text()
     assert "FAILED" not in report and "nan" not in report
     tables, goals = report.split("## Goals")
     rows = [line for line in tables.splitlines() if line.startswith("| ") and "configuration" not in line]
-    assert len(rows) == 5 and all(" 1.00 |" in rows[i] for i in (0, 2))  # each table against its first row
+    assert len(rows) == 6 and all(" 1.00 |" in rows[i] for i in (0, 3))  # each table against its first row
     assert "## Training" in report and "## Sampling" in report
     # without the MotionDirector-style row only the sampling goal and the demo (quick with --small) are judged
     assert [line.split(" | ")[0] for line in goals.splitlines() if line.startswith("| ") and
@@ -119,6 +119,23 @@ def test_goals_say_the_measured_ratio_whether_it_is_met_and_what_stands_in_the_w
             "2 s, sampling 6 clips and writing files 40 s: to fit in 300 s beside the rest, a T-LoRA step must take "
             "0.25 s |") in text
     assert text.index("≤ 1.05×") < text.index("the demo") < text.index("at once")  # with the other goal rows
+
+
+def test_a_missed_step_goal_says_how_much_of_the_step_is_the_frozen_bases_own():
+    row = lambda step, rounds: {"s_per_step": step, "peak_rss_mib": 500.0, "setup_s": 1.0,  # noqa: E731
+                                "held_mib": 400.0, "s_per_step_rounds": rounds}
+    results = {"motiondirector": row(0.5, [0.5, 0.6]), "tlora": row(0.28, [0.28, 0.29])}
+    way = ("| default T-LoRA step ≤ 0.5× MotionDirector-style | 0.56× | no | round by round against the "
+           "MotionDirector-style row of the same round: 0.56×, 0.48×")
+    assert way + " |" in cpu_cost.goals(results)  # no frozen base measured: the rounds alone
+    results[cpu_cost.FLOOR_ROW] = row(0.25, [0.25, 0.26])
+    assert (way + "; the frozen base's own forward and backward (nothing trained) take 0.250 s, 0.50× the "
+            "MotionDirector-style step, and the adapters make it 1.12× that |") in cpu_cost.goals(results)
+    results["sample_base"], results["sample_fused"] = row(1.0, [1.0, 1.0]), row(1.1, [1.1, 1.1])
+    assert "| 1.10× | no | round by round against the base alone row of the same round: 1.10×, 1.10× |" in \
+        cpu_cost.goals(results)  # sampling is not held against the frozen base's training step
+    results[cpu_cost.FLOOR_ROW] = {"error": "killed"}
+    assert way + " |" in cpu_cost.goals(results)
 
 
 def test_saved_activations_are_counted_by_the_layer_that_saved_them(capsys):

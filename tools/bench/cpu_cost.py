@@ -49,6 +49,7 @@ UNET_CONFIG = os.path.join(ROOT, "tests", "data", "modelscope_unet_config.json")
 PROMPT = "a red square moving on a white background"
 VALIDATION_STEPS = 10  # Hooks' default
 
+FLOOR_ROW = "frozen_base"  # nothing trained: what the step goal's shortfall is measured against
 # row key -> (table, label); the first row of each table is its baseline.
 TRAINING_ROWS = {
     "plain": "plain peft T-LoRA loop (VAE and text encoder every step)",
@@ -66,6 +67,8 @@ TRAINING_ROWS = {
     "tlora_saved_bf16": "T-LoRA keeping the activations saved for backward in bf16 (`--bf16-activations`)",
     "tlora_convs": "T-LoRA + temporal convolutions, rank 16",
     "tlora_validation": "T-LoRA with a validation sample every 4 steps (its time reported below)",
+    FLOOR_ROW: "nothing trained: the frozen base's forward, and backward to its input, as a T-LoRA step runs "
+               "them (about the least such a step costs: its gradients pass through every layer but the first)",
     "absorber": "dual absorber (S-LoRA + token), 4 crops a step",
 }
 SAMPLING_ROWS = {
@@ -172,6 +175,30 @@ def _plain_loop(base, frames, steps: int, clock) -> None:
         clock()
 
 
+def _frozen_base_loop(base, frames, steps: int, clock) -> None:
+    """What a T-LoRA step costs besides its adapters: the frozen UNet's forward and its backward to the
+    noisy latents, with the kernels and saves the default training runs it with."""
+    import torch
+    import torch.nn.functional as F
+
+    from cav_core import ComputeSettings, encode_frames, encode_prompts
+    from cav_core.compute import temporal_convs_as_2d
+    from cav_core.lean_backward import lean_backward
+
+    unet, lean = base.unet, ComputeSettings().lean_backward
+    unet.requires_grad_(False)
+    with torch.no_grad():
+        latents = encode_frames(base.vae, frames).permute(1, 0, 2, 3).unsqueeze(0)
+        text = encode_prompts(base, [PROMPT], "cpu")
+    base.release_encoders()  # as the default T-LoRA row does: what it holds is the UNet and its work alone
+    with temporal_convs_as_2d(unet, "cpu", lean), lean_backward(unet, lean):
+        for _ in range(steps):
+            noisy = torch.randn(latents.shape, requires_grad=True)
+            t = torch.randint(0, 1000, (1,))
+            F.mse_loss(unet(noisy, t, text).sample, latents).backward()  # any target costs the same
+            clock()
+
+
 def _run_row(key: str, base, frames, args, clock) -> None:
     import torch
 
@@ -185,6 +212,8 @@ def _run_row(key: str, base, frames, args, clock) -> None:
     paper = Recipe()  # MotionDirector-style and absorber rows: the paper's settings on any base
     if key == "plain":
         _plain_loop(base, frames, args.steps, clock)
+    elif key == FLOOR_ROW:
+        _frozen_base_loop(base, frames, args.steps, clock)
     elif key.startswith("motiondirector"):
         from tools.motiondirector_baseline import train_motiondirector
 
@@ -243,7 +272,7 @@ def child(args) -> None:
 
     # The CLI's default: its process alone uses the base, so training releases the VAE and text encoder
     # once latents and text states are cached. MotionDirector keeps them, and so does ComfyUI.
-    release = args.child.startswith("tlora") and args.child != "tlora_keep_encoders"
+    release = (args.child.startswith("tlora") and args.child != "tlora_keep_encoders") or args.child == FLOOR_ROW
     base = load_base(args.base_dir, encoders_reloadable=release)
     frames = np.random.default_rng(0).integers(0, 256, (args.frames, args.size, args.size, 3), dtype=np.uint8)
     held = _held_at_first_forward(base.unet)
@@ -494,7 +523,9 @@ def goals(results: dict) -> str:
         if value is not None:
             against = {**TRAINING_ROWS, **SAMPLING_ROWS}[versus].split(":")[0]
             met = value <= limit
-            why = "" if met else _in_the_way(results[key], results[versus], measure, limit, against)
+            floor = results.get(FLOOR_ROW) if versus == "motiondirector" else None
+            why = "" if met else _in_the_way(results[key], results[versus], measure, limit, against,
+                                             floor if floor and "error" not in floor else None)
             rows.append(f"| {what} ≤ {limit:g}× {against} | {value:.2f}× | {'yes' if met else 'no'} | {why} |")
     demo = results.get(DEMO_ROW)
     if demo:
@@ -518,10 +549,11 @@ def goals(results: dict) -> str:
     return "\n".join(lines + ["\nJudged outside this run:", *(f"- {g}." for g in JUDGED_ELSEWHERE)])
 
 
-def _in_the_way(row: dict, versus: dict, measure: str, limit: float, against: str) -> str:
+def _in_the_way(row: dict, versus: dict, measure: str, limit: float, against: str, floor: dict | None = None) -> str:
     """Why a row misses a ratio goal, in the run's figures: for memory, what its process holds as its
     first step starts against what the goal allows; for time, the ratio in each round (the two rows ran
-    one after the other in it), which tells a miss from the noise between processes."""
+    one after the other in it), which tells a miss from the noise between processes, and with ``floor``
+    (the frozen base's own step) how much of the step is the base's and how much the adapters'."""
     if measure == "peak_rss_mib":
         allowed = limit * versus["peak_rss_mib"]
         return (f"its process holds {row['held_mib']:.0f} MiB as its first step starts, of the {allowed:.0f} MiB "
@@ -529,9 +561,16 @@ def _in_the_way(row: dict, versus: dict, measure: str, limit: float, against: st
                 f"run holds {versus['held_mib']:.0f} MiB and adds {versus['peak_rss_mib'] - versus['held_mib']:.0f}")
     rounds = list(zip(row.get("s_per_step_rounds", ()), versus.get("s_per_step_rounds", ())))
     if len(rounds) < 2:
-        return f"it measured {row['s_per_step']:.3f} s; the goal allows {limit * versus['s_per_step']:.3f} s"
-    return (f"round by round against the {against} row of the same round: "
-            + ", ".join(f"{mine / theirs:.2f}×" for mine, theirs in rounds))
+        why = f"it measured {row['s_per_step']:.3f} s; the goal allows {limit * versus['s_per_step']:.3f} s"
+    else:
+        why = (f"round by round against the {against} row of the same round: "
+               + ", ".join(f"{mine / theirs:.2f}×" for mine, theirs in rounds))
+    if floor:
+        least = floor["s_per_step"]
+        why += (f"; the frozen base's own forward and backward (nothing trained) take {least:.3f} s, "
+                f"{least / versus['s_per_step']:.2f}× the {against} step, and the adapters make it "
+                f"{row['s_per_step'] / least:.2f}× that")
+    return why
 
 
 def _demo_in_the_way(demo: dict) -> str:
