@@ -140,7 +140,7 @@ def feed_forward_checkpointing(unet: torch.nn.Module, enabled: bool = True) -> I
     A GEGLU keeps its projection's output for backward, 8 times its input's size (``lean_backward``;
     autograd alone keeps the gated half through GELU too); recomputed, it keeps its input alone. Of a
     T-LoRA step's activations these give the most memory per unit of compute recomputed: on the CPU
-    benchmark's base 0.96x the default's peak for 1.14x its step (``docs/bench``). Recomputing gives the
+    benchmark's base 0.96x the default's peak for 1.12x its step (``docs/bench``). Recomputing gives the
     very values kept, so training is unchanged. A no-op where every block is checkpointed already.
     """
     if not enabled:
