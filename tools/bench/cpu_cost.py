@@ -25,10 +25,11 @@ runs the one-shot demo (``python -m cav_core demo``) in a process of its own and
 demo goal. For each goal not met, the Goals table says what stands in the way in the run's own figures:
 for memory, what the process holds as its first step starts against what the goal allows; for time, the
 ratio round by round (the two rows ran one after the other in each round) and the share of the step that
-is the frozen base's own (a row that trains nothing measures it: the least a T-LoRA step can cost, as its
-gradients pass through the whole UNet); for the demo, where its time went. ``--base`` measures a base of one's own (a folder, or ``toy`` for the bundled shapes-world base)
-instead: its recipe sets the T-LoRA rows' settings and the clip's size, so the default row is what
-``python -m cav_core train`` does on it.
+is the frozen base's own (a row that trains nothing measures it: about the least a T-LoRA step can cost,
+as its gradients pass through every layer but the first); for the demo, where its time went. ``--base``
+measures a base of one's own (a folder, or ``toy`` for the bundled shapes-world base) instead: its recipe
+sets the T-LoRA rows' settings and the clip's size, so the default row is what ``python -m cav_core
+train`` does on it.
 """
 from __future__ import annotations
 
