@@ -23,7 +23,7 @@ _PUBLIC = {
                   "training_timesteps"),
     "errors": ("CavError", "NonFiniteLoss", "TrainingInterrupted"),
     "files": ("atomic_path",),
-    "latents": ("decode_latents", "encode_frames", "frames_to_tensor"),
+    "latents": ("decode_latents", "encode_clip", "encode_frames", "frames_to_tensor"),
     "lora_merge": ("MergeResult", "merge_adapters", "merge_loras"),
     "lora_schedule": ("LoraSchedule", "WHOLE_RUN"),
     "motion_training": ("MotionResult", "train_motion"),

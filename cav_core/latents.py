@@ -24,6 +24,11 @@ def encode_frames(vae, frames: np.ndarray, batch: int = 8) -> torch.Tensor:
     return torch.cat(out).float()
 
 
+def encode_clip(vae, frames: np.ndarray) -> torch.Tensor:
+    """A clip's latents as the UNet3D takes a batch of one video: [1, C, F, h, w] on the VAE's device."""
+    return encode_frames(vae, frames).permute(1, 0, 2, 3).unsqueeze(0)
+
+
 @torch.no_grad()
 def decode_latents(vae, latents: torch.Tensor, batch: int = 8) -> np.ndarray:
     """Video latents [C, F, h, w] -> float frames [F, H, W, 3] in 0..1."""

@@ -24,7 +24,7 @@ from .diffusion import (clean_estimate, debiased_loss, diffusion_target, noise_s
                         training_timesteps)
 from .errors import CavError
 from .frames import Clip, run_identity, tensor_digest, training_clips
-from .latents import decode_latents, encode_frames
+from .latents import decode_latents, encode_clip
 from .lean_backward import lean_backward
 from .motion_preview import MotionPreview, training_preview
 from .settings import ComputeSettings, MotionSettings
@@ -129,7 +129,7 @@ def train_motion(base, clips, settings: MotionSettings, absorber: Absorber | Non
             text = encode_prompts(base, prompts, device)  # fixed: the TI is frozen now
     base.release_encoders("text_encoder")
     with on_device(base.vae, device):  # each [1, C, F, h, w]
-        latents = [encode_frames(base.vae, c.frames).permute(1, 0, 2, 3).unsqueeze(0).to(device) for c in clips]
+        latents = [encode_clip(base.vae, c.frames).to(device) for c in clips]
     base.release_encoders("vae")  # a validation sample reads them back
     standalone = _ckpt is None  # not inside train_customization: this stage resumes and discards its own
     ckpt = _ckpt or RunCheckpoint.for_run(hooks, "motion", run_identity(

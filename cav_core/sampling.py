@@ -19,7 +19,7 @@ from .adapters import LoraWeights, check_weight
 from .compute import autocast, default_device, on_device, temporal_convs_as_2d
 from .errors import CavError, TrainingInterrupted
 from .frames import fit_clip
-from .latents import decode_latents, encode_frames
+from .latents import decode_latents, encode_clip
 from .scheduled_loras import ScheduledLora, StackEntry, scheduled, stepped_loras, strength_table
 from .text import encode_prompts, token_embeddings_applied, with_placeholder
 
@@ -115,8 +115,7 @@ def sample_video(base, settings: SampleSettings, motion_loras: Sequence[StackEnt
         if reference_frames is None:
             raise CavError("a noise prior needs the reference video")
         with on_device(base.vae, device):
-            ref = encode_frames(base.vae, fit_clip(reference_frames, frames, width, height))
-        ref = ref.permute(1, 0, 2, 3).unsqueeze(0).to(device)
+            ref = encode_clip(base.vae, fit_clip(reference_frames, frames, width, height)).to(device)
         noised = scheduler.add_noise(ref, torch.randn(shape, generator=g).to(device), scheduler.timesteps[:1])
         p = settings.noise_prior
         latents = (1 - p) ** 0.5 * latents + p ** 0.5 * noised

@@ -154,7 +154,7 @@ def test_bundled_model_denoises_a_real_clip(toy):
     import torch
     from diffusers import DDPMScheduler
 
-    from cav_core.latents import decode_latents, encode_frames
+    from cav_core.latents import decode_latents, encode_clip
     from cav_core.shapes_world.measure import velocity_similarity
     from cav_core.shapes_world.scenes import Scene, render, trajectory
     from cav_core.text import encode_prompts
@@ -162,7 +162,7 @@ def test_bundled_model_denoises_a_real_clip(toy):
 
     scene = Scene("red", "square", "white", "right", size=0.26)
     scheduler = DDPMScheduler.from_config(toy.scheduler_config)
-    latents = encode_frames(toy.vae, render(scene)).permute(1, 0, 2, 3).unsqueeze(0)
+    latents = encode_clip(toy.vae, render(scene))
     t = torch.tensor([500])
     noise = torch.randn(latents.shape, generator=torch.Generator().manual_seed(0))
     noisy = scheduler.add_noise(latents, noise, t)

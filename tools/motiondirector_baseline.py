@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 
 from cav_core import (TEMPORAL, ComputeSettings, LoraWeights, MotionSettings, debiased_loss, diffusion_target,
-                      encode_frames, encode_prompts, extract_lora, gradient_checkpointing, inject_lora, noise_scheduler,
+                      encode_clip, encode_prompts, extract_lora, gradient_checkpointing, inject_lora, noise_scheduler,
                       on_device, remove_adapters, spatial_targets, step_generator, temporal_layers_bypassed,
                       training_timesteps)
 
@@ -28,7 +28,7 @@ def train_motiondirector(base, frames: np.ndarray, settings: MotionSettings, spa
     scheduler = noise_scheduler(base)
     rank = settings.rank
     with on_device(base.vae, device):
-        latents = encode_frames(base.vae, frames).permute(1, 0, 2, 3).unsqueeze(0).to(device)
+        latents = encode_clip(base.vae, frames).to(device)
     with on_device(base.text_encoder, device), torch.no_grad():
         text = encode_prompts(base, [settings.prompt], device)
     losses: list[float] = []

@@ -183,14 +183,14 @@ def _frozen_base_loop(base, frames, steps: int, clock) -> None:
     import torch
     import torch.nn.functional as F
 
-    from cav_core import ComputeSettings, encode_frames, encode_prompts
+    from cav_core import ComputeSettings, encode_clip, encode_prompts
     from cav_core.compute import temporal_convs_as_2d
     from cav_core.lean_backward import lean_backward
 
     unet, lean = base.unet, ComputeSettings().lean_backward
     unet.requires_grad_(False)
     with torch.no_grad():
-        latents = encode_frames(base.vae, frames).permute(1, 0, 2, 3).unsqueeze(0)
+        latents = encode_clip(base.vae, frames)
         text = encode_prompts(base, [PROMPT], "cpu")
     base.release_encoders()  # as the default T-LoRA row does: what it holds is the UNet and its work alone
     with temporal_convs_as_2d(unet, "cpu", lean), lean_backward(unet, lean):
