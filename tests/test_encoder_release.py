@@ -42,13 +42,13 @@ def test_the_motion_stage_releases_the_text_encoder_before_the_vae_runs(tiny_bas
 
     owned = load_base(tiny_base_dir, encoders_reloadable=True)
     seen = []
-    original = motion_training.encode_frames
+    original = motion_training.encode_clip
 
-    def encode_frames(vae, frames):
+    def encode_clip(vae, frames):
         seen.append(owned._text_encoder is None)
         return original(vae, frames)
 
-    monkeypatch.setattr(motion_training, "encode_frames", encode_frames)
+    monkeypatch.setattr(motion_training, "encode_clip", encode_clip)
     train_motion(owned, clip_frames, MotionSettings(prompt="a red square moving right", steps=1))
     assert seen == [True]
     assert owned._vae is None and owned._text_encoder is None
