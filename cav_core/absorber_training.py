@@ -23,6 +23,7 @@ from .diffusion import diffusion_target, noise_scheduler, step_generator, traini
 from .frames import clip_pixels, run_identity, training_clips
 from .latents import encode_frames, random_crops
 from .lean_backward import lean_backward
+from .merged_weight import merged_weight_loras
 from .settings import AbsorberSettings, ComputeSettings
 from .step_loop import Hooks, run_steps
 from .targeting import spatial_targets, temporal_layers_bypassed
@@ -94,6 +95,7 @@ def train_absorber(base, clips, settings: AbsorberSettings,
             with torch.no_grad():
                 fixed_text = encode_prompts(base, [prompt], device)
         stack.enter_context(temporal_layers_bypassed(unet))
+        stack.enter_context(merged_weight_loras(unet, compute.merged_weight_loras))
         stack.enter_context(gradient_checkpointing(unet, compute.gradient_checkpointing))
         stack.enter_context(feed_forward_checkpointing(unet, compute.feed_forward_checkpointing))
         stack.enter_context(lean_backward(unet, compute.lean_backward))  # after the forwards replaced above

@@ -174,7 +174,7 @@ def _forwards_replaced(modules, make_forward) -> Iterator[None]:
             del module.forward
 
 
-def _frames_only(conv: torch.nn.Module) -> bool:
+def frames_only(conv: torch.nn.Module) -> bool:
     """A Conv3d that mixes frames only: kernel (k, 1, 1), unit stride and dilation, zero padding over
     frames alone. The UNet3D's temporal convolutions and the LoRA convolutions on them are these."""
     return (isinstance(conv, torch.nn.Conv3d) and conv.kernel_size[1:] == (1, 1) and conv.stride == (1, 1, 1)
@@ -205,7 +205,7 @@ def temporal_convs_as_2d(unet: torch.nn.Module, device: torch.device | str,
     if torch.device(device).type != "cpu":
         yield
         return
-    convs = [m for m in unet.modules() if _frames_only(m)]
+    convs = [m for m in unet.modules() if frames_only(m)]
     convolve = lean.convolution if lean_backward else F.conv2d
     with _forwards_replaced(convs, lambda conv: functools.partial(_frames_conv_as_2d, conv, convolve)):
         yield

@@ -26,6 +26,7 @@ from .errors import CavError
 from .frames import Clip, run_identity, tensor_digest, training_clips
 from .latents import decode_latents, encode_clip
 from .lean_backward import lean_backward
+from .merged_weight import merged_weight_loras
 from .motion_preview import MotionPreview, training_preview
 from .settings import ComputeSettings, MotionSettings
 from .step_loop import Hooks, run_steps
@@ -151,6 +152,7 @@ def train_motion(base, clips, settings: MotionSettings, absorber: Absorber | Non
         for name, p in unet.named_parameters():
             p.requires_grad_(MOTION_ADAPTER in name)
         params = [p for p in unet.parameters() if p.requires_grad]
+        stack.enter_context(merged_weight_loras(unet, compute.merged_weight_loras))
         stack.enter_context(gradient_checkpointing(unet, compute.gradient_checkpointing))
         stack.enter_context(feed_forward_checkpointing(unet, compute.feed_forward_checkpointing))
         stack.enter_context(temporal_convs_as_2d(unet, device, compute.lean_backward))

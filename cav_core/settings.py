@@ -99,6 +99,7 @@ class ComputeSettings:
     recompute_feed_forwards: bool = False  # GEGLU feed-forwards recomputed (compute.feed_forward_checkpointing)
     bf16_activations: bool = False  # activations kept for backward in bf16 (compute.saved_activations)
     lean_backward: bool = True  # frozen layers keep only what gradients need (lean_backward); exact
+    merged_weight_loras: bool = True  # LoRAs on layers narrow for their rank run merged (merged_weight)
 
     @property
     def feed_forward_checkpointing(self) -> bool:
