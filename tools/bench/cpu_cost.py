@@ -60,6 +60,8 @@ TRAINING_ROWS = {
     "tlora": "T-LoRA, the default (the base's recipe, no absorber; VAE and text encoder released once used; "
              "frozen layers keep only what gradients need)",
     "tlora_all_saved": "T-LoRA with frozen layers keeping all autograd saves (`ComputeSettings(lean_backward=False)`)",
+    "tlora_factored": "T-LoRA with every LoRA computed factored, as peft computes it "
+                      "(`ComputeSettings(merged_weight_loras=False)`)",
     "tlora_recompute_ff": "T-LoRA recomputing the feed-forwards in backward (`--recompute-feed-forwards`)",
     "tlora_system_malloc": "T-LoRA, the default, on the C library's malloc (`CAV_ALLOCATOR=system`)",
     "tlora_keep_encoders": "T-LoRA keeping the VAE and text encoder loaded (as in ComfyUI, which shares them)",
@@ -230,7 +232,8 @@ def _run_row(key: str, base, frames, args, clock) -> None:
                                   recompute_feed_forwards=key == "tlora_recompute_ff",
                                   mixed_precision="bf16" if key.startswith("tlora_bf16") else "no",
                                   bf16_activations=key == "tlora_saved_bf16",
-                                  lean_backward=key != "tlora_all_saved")
+                                  lean_backward=key != "tlora_all_saved",
+                                  merged_weight_loras=key != "tlora_factored")
         train_motion(base, frames, settings, compute=compute, hooks=hooks)
     elif key == "absorber":
         train_absorber(base, frames, paper.absorber_settings(kind="dual", prompt=PROMPT, steps=args.steps),
