@@ -9,7 +9,7 @@ backward the gradients of ``A`` and ``B`` and of ``x`` through them. The same la
 more: merged is cheaper where the layer is narrow for its rank. The shapes-world base's rank-16 T-LoRA
 on its 32-96 wide layers is; the 64.5 M benchmark base's rank-4 one on 64-256 wide layers is not
 (``merges``). The merged path also runs half the operations, which at small widths is most of their
-cost: on the shapes-world base a T-LoRA step takes 0.86x the time (``docs/bench/cpu_shapes_world.md``).
+cost: on the shapes-world base a T-LoRA step takes 0.89x the time (``docs/bench/cpu_shapes_world.md``).
 
 The values are the same sums in another order: equal to float rounding, not bit for bit.
 """
