@@ -177,7 +177,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--recompute-feed-forwards", action="store_true",
                    help="recompute the GEGLU feed-forwards in backward instead of keeping their projections: the "
                         "same training in less memory (on the CPU benchmark's base little: 0.96x the peak at "
-                        "1.12x the step time)")
+                        "1.05x the step time)")
     t.add_argument("--bf16-activations", action="store_true",
                    help="keep the activations saved for backward in bf16: less memory, slightly slower steps")
     t.add_argument("--out", required=True, help="adapter file to write (.safetensors); its animated preview (the "

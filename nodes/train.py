@@ -74,7 +74,7 @@ def _checkpointing_input() -> io.Boolean.Input:
         tooltip="Recompute activations in the backward pass instead of keeping them: the same training in "
                 "less memory, each step slower. On a ModelScope-size base in bf16 (16 frames at 256x256, H200) "
                 "a T-LoRA step peaks at 4.4 GiB and takes 2x as long; on the CPU benchmark's base, 0.83x the "
-                "peak at 1.6x the step.")
+                "peak at 1.4x the step.")
 
 
 def final_loss(losses) -> str:
