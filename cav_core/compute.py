@@ -182,12 +182,18 @@ def frames_only(conv: torch.nn.Module) -> bool:
             and isinstance(conv.padding, tuple) and conv.padding[1:] == (0, 0))
 
 
+def frames_conv2d(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, frames_padding: int,
+                  convolve=F.conv2d) -> torch.Tensor:
+    """A frames-only Conv3d of ``weight`` on ``x`` (b, c, f, h, w), computed as the conv2d over
+    (b, c, f, h*w) with its (k, 1) kernel: the same sums."""
+    y = convolve(x.flatten(3), weight[..., 0], bias, (1, 1), (frames_padding, 0), (1, 1), 1)
+    return y.unflatten(3, x.shape[3:])
+
+
 def _frames_conv_as_2d(conv: torch.nn.Conv3d, convolve, x: torch.Tensor) -> torch.Tensor:
     if x.dim() != 5:
         return torch.nn.Conv3d.forward(conv, x)
-    # (b, c, f, h, w) -> (b, c, f, h*w): the same sums, with a (k, 1) 2D kernel
-    y = convolve(x.flatten(3), conv.weight[..., 0], conv.bias, (1, 1), (conv.padding[0], 0), (1, 1), 1)
-    return y.unflatten(3, x.shape[3:])
+    return frames_conv2d(x, conv.weight, conv.bias, conv.padding[0], convolve)
 
 
 @contextlib.contextmanager

@@ -23,7 +23,7 @@ import torch
 from peft.tuners.lora import layer as lora_layers
 from torch.nn import functional as F
 
-from .compute import frames_only
+from .compute import frames_conv2d, frames_only
 
 
 def _lora_names(layer: lora_layers.LoraLayer) -> list[str]:
@@ -80,10 +80,8 @@ def _conv_forward(layer: lora_layers.Conv3d, x: torch.Tensor, *args, **kwargs) -
         return type(layer).forward(layer, x, *args, **kwargs)
     base = layer.get_base_layer()
     weight = merged_weight(layer)
-    if x.device.type == "cpu" and x.dim() == 5 and frames_only(base):
-        # as compute.temporal_convs_as_2d runs these on the CPU: conv2d over (frames, height*width)
-        y = F.conv2d(x.flatten(3), weight[..., 0], base.bias, padding=(base.padding[0], 0))
-        return y.unflatten(3, x.shape[3:])
+    if x.device.type == "cpu" and x.dim() == 5 and frames_only(base):  # as compute.temporal_convs_as_2d
+        return frames_conv2d(x, weight, base.bias, base.padding[0])
     return base._conv_forward(x, weight, base.bias)
 
 
