@@ -129,7 +129,7 @@ def gradient_checkpointing(unet: torch.nn.Module, enabled: bool = True) -> Itera
         return
     blocks = [m for m in unet.modules()
               if isinstance(m, (Transformer2DModel, TransformerTemporalModel, ResnetBlock2D, TemporalConvLayer))]
-    with _forwards_replaced(blocks, _checkpointed):  # a bypassed temporal layer keeps its own
+    with forwards_replaced(blocks, _checkpointed):  # a bypassed temporal layer keeps its own
         yield
 
 
@@ -146,7 +146,7 @@ def feed_forward_checkpointing(unet: torch.nn.Module, enabled: bool = True) -> I
     if not enabled:
         yield
         return
-    with _forwards_replaced([m for m in unet.modules() if isinstance(m, GEGLU)], _checkpointed):
+    with forwards_replaced([m for m in unet.modules() if isinstance(m, GEGLU)], _checkpointed):
         yield
 
 
@@ -161,7 +161,7 @@ def _checkpointed(module: torch.nn.Module):
 
 
 @contextlib.contextmanager
-def _forwards_replaced(modules, make_forward) -> Iterator[None]:
+def forwards_replaced(modules, make_forward) -> Iterator[None]:
     """Give each module without a ``forward`` of its own ``make_forward(module)`` for the block;
     on exit they fall back to their class's."""
     replaced = [m for m in modules if "forward" not in m.__dict__]
@@ -213,5 +213,5 @@ def temporal_convs_as_2d(unet: torch.nn.Module, device: torch.device | str,
         return
     convs = [m for m in unet.modules() if frames_only(m)]
     convolve = lean.convolution if lean_backward else F.conv2d
-    with _forwards_replaced(convs, lambda conv: functools.partial(_frames_conv_as_2d, conv, convolve)):
+    with forwards_replaced(convs, lambda conv: functools.partial(_frames_conv_as_2d, conv, convolve)):
         yield

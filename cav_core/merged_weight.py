@@ -23,7 +23,7 @@ import torch
 from peft.tuners.lora import layer as lora_layers
 from torch.nn import functional as F
 
-from .compute import frames_conv2d, frames_only
+from .compute import forwards_replaced, frames_conv2d, frames_only
 
 
 def _lora_names(layer: lora_layers.LoraLayer) -> list[str]:
@@ -85,20 +85,16 @@ def _conv_forward(layer: lora_layers.Conv3d, x: torch.Tensor, *args, **kwargs) -
     return base._conv_forward(x, weight, base.bias)
 
 
+def _merged_forward(layer: lora_layers.LoraLayer):
+    run = _linear_forward if isinstance(layer, lora_layers.Linear) else _conv_forward
+    return functools.partial(run, layer)
+
+
 @contextlib.contextmanager
 def merged_weight_loras(unet: torch.nn.Module, enabled: bool = True) -> Iterator[None]:
     """For the block, every peft LoRA layer of ``unet`` that ``merges`` runs through its merged weight.
     Enter after adapters are injected, activated and trainable parameters chosen; layers with a forward
     of their own already keep it."""
-    replaced = []
-    if enabled:
-        for module in unet.modules():
-            if isinstance(module, lora_layers.LoraLayer) and "forward" not in module.__dict__ and merges(module):
-                run = _linear_forward if isinstance(module, lora_layers.Linear) else _conv_forward
-                module.forward = functools.partial(run, module)
-                replaced.append(module)
-    try:
+    layers = [m for m in unet.modules() if isinstance(m, lora_layers.LoraLayer) and merges(m)] if enabled else []
+    with forwards_replaced(layers, _merged_forward):
         yield
-    finally:
-        for module in replaced:
-            del module.forward
