@@ -24,6 +24,7 @@ from .frames import clip_pixels, run_identity, training_clips
 from .latents import encode_frames, random_crops
 from .lean_backward import lean_backward
 from .merged_weight import merged_weight_loras
+from .selective_checkpointing import checkpointing_to_fit
 from .settings import AbsorberSettings, ComputeSettings
 from .step_loop import Hooks, run_steps
 from .targeting import spatial_targets, temporal_layers_bypassed
@@ -99,6 +100,9 @@ def train_absorber(base, clips, settings: AbsorberSettings,
         stack.enter_context(gradient_checkpointing(unet, compute.gradient_checkpointing))
         stack.enter_context(feed_forward_checkpointing(unet, compute.feed_forward_checkpointing))
         stack.enter_context(lean_backward(unet, compute.lean_backward))  # after the forwards replaced above
+        latent_channels, (h, w) = pool.shape[1], pool.shape[2:]
+        text_shape = (settings.batch, base.tokenizer.model_max_length, unet.config.cross_attention_dim)
+        stack.enter_context(checkpointing_to_fit(unet, compute, (settings.batch, latent_channels, 1, h, w), text_shape))
         optimizer = adamw(groups)
         start, losses = 0, []
         if _saved is not None and _saved["meta"]["stage"] == "absorber":

@@ -1,5 +1,5 @@
 """Where and in what precision the work runs: device moves, autocast, gradient checkpointing (of every
-block, or of the feed-forwards alone), activations kept for backward in bf16, and the CPU's faster
+block, of chosen blocks, or of the feed-forwards alone), activations kept for backward in bf16, and the CPU's faster
 kernel for temporal convolutions. What frozen layers keep for backward: ``lean_backward``."""
 from __future__ import annotations
 
@@ -117,6 +117,10 @@ def grad_scaler(device: torch.device | str, mixed_precision: str):
     return torch.amp.GradScaler(torch.device(device).type)
 
 
+# The units gradient checkpointing recomputes: each keeps only its inputs for backward.
+CHECKPOINTED_BLOCKS = (Transformer2DModel, TransformerTemporalModel, ResnetBlock2D, TemporalConvLayer)
+
+
 @contextlib.contextmanager
 def gradient_checkpointing(unet: torch.nn.Module, enabled: bool = True) -> Iterator[None]:
     """Recompute block activations in backward instead of storing them.
@@ -127,9 +131,15 @@ def gradient_checkpointing(unet: torch.nn.Module, enabled: bool = True) -> Itera
     if not enabled:
         yield
         return
-    blocks = [m for m in unet.modules()
-              if isinstance(m, (Transformer2DModel, TransformerTemporalModel, ResnetBlock2D, TemporalConvLayer))]
-    with forwards_replaced(blocks, _checkpointed):  # a bypassed temporal layer keeps its own
+    with blocks_checkpointed([m for m in unet.modules() if isinstance(m, CHECKPOINTED_BLOCKS)]):
+        yield
+
+
+@contextlib.contextmanager
+def blocks_checkpointed(blocks) -> Iterator[None]:
+    """Recompute each of ``blocks`` in backward instead of keeping its activations, for the block;
+    a block kept as it is (a bypassed temporal layer has a forward of its own) stays so."""
+    with forwards_replaced(blocks, _checkpointed):
         yield
 
 
@@ -139,9 +149,9 @@ def feed_forward_checkpointing(unet: torch.nn.Module, enabled: bool = True) -> I
 
     A GEGLU keeps its projection's output for backward, 8 times its input's size (``lean_backward``;
     autograd alone keeps the gated half through GELU too); recomputed, it keeps its input alone. Of a
-    T-LoRA step's activations these give the most memory per unit of compute recomputed: on the CPU
-    benchmark's base 0.96x the default's peak for 1.12x its step (``docs/bench``). Recomputing gives the
-    very values kept, so training is unchanged. A no-op where every block is checkpointed already.
+    T-LoRA step's activations these give the most memory per unit of compute recomputed on the CPU
+    benchmark's base (``docs/bench``). Recomputing gives the very values kept, so training is
+    unchanged. A no-op where every block is checkpointed already.
     """
     if not enabled:
         yield

@@ -28,6 +28,7 @@ from .latents import decode_latents, encode_clip
 from .lean_backward import lean_backward
 from .merged_weight import merged_weight_loras
 from .motion_preview import MotionPreview, training_preview
+from .selective_checkpointing import MemoryPlan, checkpointing_to_fit
 from .settings import ComputeSettings, MotionSettings
 from .step_loop import Hooks, run_steps
 from .text import encode_prompts, motion_caption, token_embeddings_applied
@@ -39,16 +40,20 @@ MOTION_ADAPTER = "cav_motion"
 class MotionResult(tuple):
     """What :func:`train_motion` returns: unpacks as ``(lora, losses)``; ``validation`` is the last
     validation clip (float [F, H, W, 3]) or None when validation was off, ``validation_prompt`` its
-    prompt, ``reference`` the first clip's frames as trained (uint8 [F, H, W, 3])."""
+    prompt, ``reference`` the first clip's frames as trained (uint8 [F, H, W, 3]), ``memory_plan`` what
+    the steps were estimated to hold and which blocks they recomputed (None without a memory target)."""
 
     validation: np.ndarray | None
     validation_prompt: str
     reference: np.ndarray | None
+    memory_plan: MemoryPlan | None
 
     def __new__(cls, lora: LoraWeights, losses: list[float], validation: np.ndarray | None = None,
-                validation_prompt: str = "", reference: np.ndarray | None = None):
+                validation_prompt: str = "", reference: np.ndarray | None = None,
+                memory_plan: MemoryPlan | None = None):
         result = super().__new__(cls, (lora, losses))
         result.validation, result.validation_prompt, result.reference = validation, validation_prompt, reference
+        result.memory_plan = memory_plan
         return result
 
     @property
@@ -157,6 +162,8 @@ def train_motion(base, clips, settings: MotionSettings, absorber: Absorber | Non
         stack.enter_context(feed_forward_checkpointing(unet, compute.feed_forward_checkpointing))
         stack.enter_context(temporal_convs_as_2d(unet, device, compute.lean_backward))
         stack.enter_context(lean_backward(unet, compute.lean_backward))  # after the forwards replaced above
+        memory_plan = stack.enter_context(checkpointing_to_fit(unet, compute, tuple(latents[0].shape),
+                                                               (1, *text.shape[1:])))
         optimizer = adamw(params, lr=settings.lr)
         start, losses = 0, []
         if _saved is not None and _saved["meta"]["stage"] == "motion":
@@ -198,4 +205,4 @@ def train_motion(base, clips, settings: MotionSettings, absorber: Absorber | Non
     if standalone:
         ckpt.discard()
     return MotionResult(lora, losses, validation.last if validation else None,
-                        validation.last_prompt if validation else "", clips[0].frames)
+                        validation.last_prompt if validation else "", clips[0].frames, memory_plan)

@@ -100,6 +100,9 @@ class ComputeSettings:
     bf16_activations: bool = False  # activations kept for backward in bf16 (compute.saved_activations)
     lean_backward: bool = True  # frozen layers keep only what gradients need (lean_backward); exact
     merged_weight_loras: bool = True  # LoRAs on layers narrow for their rank run merged (merged_weight)
+    # A training step estimated above this peak recomputes the UNet blocks that keep the most, as few
+    # as fit (selective_checkpointing); None: never. Fits an 8 GB GPU.
+    memory_target_gib: float | None = 6.0
 
     @property
     def feed_forward_checkpointing(self) -> bool:

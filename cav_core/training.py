@@ -20,6 +20,7 @@ from .continuation import continued_record
 from .frames import as_clips, run_identity, tensor_digest
 from .motion_preview import MotionPreview, training_preview
 from .motion_training import motion_clips, train_motion
+from .selective_checkpointing import MemoryPlan
 from .settings import AbsorberSettings, ComputeSettings, MotionSettings
 from .step_loop import Hooks
 
@@ -31,6 +32,7 @@ class TrainResult:
     validation: np.ndarray | None = None  # the last validation clip, float [F, H, W, 3] (Hooks.validate_every)
     validation_prompt: str = ""  # its prompt
     reference: np.ndarray | None = None  # the first clip's frames as trained, uint8 [F, H, W, 3]
+    memory_plan: MemoryPlan | None = None  # the T-LoRA steps' estimated peak and levels recomputed
 
     def preview(self, fps: float) -> MotionPreview:
         """The saved file's animated preview: the reference as trained, beside the last validation sample."""
@@ -107,4 +109,4 @@ def train_customization(base, frames, absorber_settings: AbsorberSettings,
                              continued_from)
     ckpt.discard()
     return TrainResult(adapter, {"absorber": list(absorber.losses), "motion": motion.losses}, motion.validation,
-                       motion.validation_prompt, motion.reference)
+                       motion.validation_prompt, motion.reference, motion.memory_plan)
