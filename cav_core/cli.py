@@ -13,6 +13,7 @@ from .cli_common import ProgressBars, check_adapter_out, lora_arg, lora_spec, si
 from .cli_train import cmd_train
 from .errors import CavError
 from .files import check_name_fits
+from .settings import ComputeSettings
 
 
 def cmd_sample(args) -> None:
@@ -180,6 +181,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "1.05x the step time)")
     t.add_argument("--bf16-activations", action="store_true",
                    help="keep the activations saved for backward in bf16: less memory, slightly slower steps")
+    t.add_argument("--memory-target", type=float, default=ComputeSettings.memory_target_gib, metavar="GIB",
+                   help="where a training step is estimated to peak above this, recompute in backward the UNet's "
+                        "blocks that keep the most, as few as fit (default %(default)s; 0: never)")
     t.add_argument("--out", required=True, help="adapter file to write (.safetensors); its animated preview (the "
                                                 "reference, and the last validation sample) goes beside it as .webp")
     t.add_argument("--quiet", action="store_true")

@@ -71,7 +71,7 @@ def cmd_train(args) -> None:
     compute = ComputeSettings(device=args.device, mixed_precision=args.mixed_precision,
                               gradient_checkpointing=args.gradient_checkpointing,
                               recompute_feed_forwards=args.recompute_feed_forwards,
-                              bf16_activations=args.bf16_activations)
+                              bf16_activations=args.bf16_activations, memory_target_gib=args.memory_target or None)
     if not args.quiet:
         frames = clips[0][0]
         what = f"{len(clips)} clips of {len(frames)} frames" if len(clips) > 1 else f"{len(frames)} frames"
@@ -95,6 +95,8 @@ def cmd_train(args) -> None:
     result = train_customization(base, clips, absorber, motion, compute, hooks,
                                  init_lora=init.temporal if init else None, absorber=reused,
                                  continued_from=(args.init_lora, init.training) if init else None)
+    if result.memory_plan is not None and result.memory_plan.worth_telling and not args.quiet:
+        print(result.memory_plan.describe(), file=sys.stderr)
     save_adapter_file(args.out, result.adapter)
     preview = write_preview(args.out, result.preview(base.default_fps))
     if not args.quiet:

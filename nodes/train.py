@@ -325,5 +325,7 @@ class TrainMotion(io.ComfyNode):
         text += f"; continued from {init_lora.name}" if init_lora else ""
         if validate_every:
             text += f"; validation samples took {hooks.on_progress.validation_seconds:.1f} s"
+        if trained.memory_plan is not None and trained.memory_plan.worth_telling:
+            text += f"; {trained.memory_plan.describe()}"
         text += f"; saved as {saved}" if saved else ""
         return io.NodeOutput(motion, graph, saved, ui=previews.ui(text, trained.validation, base.base.default_fps))

@@ -70,6 +70,17 @@ def test_memory_options_reach_both_stages_and_the_record(tiny_base_dir, clip_fil
     assert load_adapter_file(lora).training[record] is True
 
 
+@pytest.mark.parametrize("target, told", [("1e-9", True), ("0", False)])
+def test_memory_target_recomputes_blocks_and_says_so(tiny_base_dir, clip_file, tmp_path, capsys, target, told):
+    args = ["train", "--base", tiny_base_dir, "--video", clip_file, "--prompt", "a red square moving",
+            "--absorber", "none", "--steps", "1", "--frames", "6", "--out", str(tmp_path / "m.safetensors"),
+            "--memory-target", target]
+    assert main(args) == 0
+    err = capsys.readouterr().err
+    assert ("UNet blocks that keep the most are recomputed in backward" in err) is told  # 0: no target at all
+    assert "estimated to peak" in err if told else "estimated" not in err
+
+
 def test_train_with_temporal_convs_saves_and_samples_them(tiny_base_dir, clip_file, tmp_path, capsys):
     lora = tmp_path / "motion_convs.safetensors"
     assert _train(tiny_base_dir, clip_file, lora, "--temporal-convs") == 0
