@@ -1,9 +1,9 @@
 """Gradient checkpointing of as few of the UNet's blocks as a training step needs to fit a memory target.
 
 What a UNet's blocks keep for backward is far from even: with lean backward, a temporal transformer at the
-highest resolution keeps many times what a ResNet block beside it keeps, while recomputing either takes
-about as long (``docs/bench`` has the figures at ModelScope's size). So the blocks that keep the most
-are recomputed first, one at a time, until the step fits; a step that fits recomputes nothing.
+highest resolution keeps many times what a ResNet block beside it keeps, and recomputing a block costs
+about its own forward. So the blocks that keep the most beyond their inputs are recomputed first, one
+at a time, until the step fits (``docs/bench/memory_target.md``); a step that fits recomputes nothing.
 
 What a step keeps is counted before training, in one forward of the very UNet with fake tensors
 (PyTorch's ``FakeTensorMode``: shapes and dtypes, no memory and no arithmetic) under the contexts training

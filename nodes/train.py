@@ -71,10 +71,11 @@ def _checkpointing_input() -> io.Boolean.Input:
     # Optional so that API prompts written before it still run.
     return io.Boolean.Input(
         "gradient_checkpointing", default=False, optional=True,
-        tooltip="Recompute activations in the backward pass instead of keeping them: the same training in "
-                "less memory, each step slower. On a ModelScope-size base in bf16 (16 frames at 256x256, H200) "
-                "a T-LoRA step peaks at 4.4 GiB and takes 2x as long; on the CPU benchmark's base, 0.83x the "
-                "peak at 1.4x the step.")
+        tooltip="Recompute every block's activations in the backward pass instead of keeping them: the same "
+                "training in the least memory, each step slower (on the CPU benchmark's base 0.83x the peak "
+                "at 1.4x the step). Off, a step estimated to peak above "
+                f"{ComputeSettings.memory_target_gib:g} GiB still recomputes the blocks that keep the most, "
+                "as few as fit, and the node's text says so.")
 
 
 def final_loss(losses) -> str:
