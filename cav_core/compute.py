@@ -1,6 +1,6 @@
 """Where and in what precision the work runs: device moves, autocast, gradient checkpointing (of every
-block, of chosen blocks, or of the feed-forwards alone), activations kept for backward in bf16, and the CPU's faster
-kernel for temporal convolutions. What frozen layers keep for backward: ``lean_backward``."""
+block, of chosen blocks, or of the feed-forwards alone), activations kept for backward in bf16, and the
+CPU's faster kernel for temporal convolutions. What frozen layers keep for backward: ``lean_backward``."""
 from __future__ import annotations
 
 import contextlib
@@ -121,6 +121,10 @@ def grad_scaler(device: torch.device | str, mixed_precision: str):
 CHECKPOINTED_BLOCKS = (Transformer2DModel, TransformerTemporalModel, ResnetBlock2D, TemporalConvLayer)
 
 
+def checkpointable_blocks(unet: torch.nn.Module) -> list[torch.nn.Module]:
+    return [m for m in unet.modules() if isinstance(m, CHECKPOINTED_BLOCKS)]
+
+
 @contextlib.contextmanager
 def gradient_checkpointing(unet: torch.nn.Module, enabled: bool = True) -> Iterator[None]:
     """Recompute block activations in backward instead of storing them.
@@ -131,7 +135,7 @@ def gradient_checkpointing(unet: torch.nn.Module, enabled: bool = True) -> Itera
     if not enabled:
         yield
         return
-    with blocks_checkpointed([m for m in unet.modules() if isinstance(m, CHECKPOINTED_BLOCKS)]):
+    with blocks_checkpointed(checkpointable_blocks(unet)):
         yield
 
 

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 
 import torch
 
-from .compute import CHECKPOINTED_BLOCKS, autocast, blocks_checkpointed
+from .compute import autocast, blocks_checkpointed, checkpointable_blocks
 
 GIB = 2 ** 30
 
@@ -59,10 +59,6 @@ class MemoryPlan:
         return (f"{peak}, above the {self.target / GIB:.1f} GiB target: the {len(self.blocks)} UNet blocks that "
                 f"keep the most are recomputed in backward ({', '.join(f'{n} {k}' for k, n in kinds.items())}), "
                 f"{self.estimate / GIB:.1f} GiB, {fits} the target")
-
-
-def checkpointable_blocks(unet: torch.nn.Module) -> list[torch.nn.Module]:
-    return [m for m in unet.modules() if isinstance(m, CHECKPOINTED_BLOCKS)]
 
 
 @dataclass
@@ -158,14 +154,15 @@ def plan_memory(unet: torch.nn.Module, forward: Callable[[Callable], object], ta
     def gain(block) -> int:
         return saved.by_block[block] - saved.inputs[block]
 
+    ran = {block: i for i, block in enumerate(saved.before)}  # the order the blocks ran in
+
     def estimate(chosen: list[torch.nn.Module]) -> int:
         at_start = saved.total - sum(gain(b) for b in chosen)
-        ran = list(saved.before)
-        recomputing = [saved.before[b] - sum(gain(c) for c in chosen if ran.index(c) < ran.index(b))
+        recomputing = [saved.before[b] - sum(gain(c) for c in chosen if ran[c] < ran[b])
                        + saved.inputs[b] + saved.by_block[b] for b in chosen]
         return held + max([at_start, *recomputing])
 
-    gains = sorted((b for b in blocks if gain(b) > 0 and b in saved.before), key=gain, reverse=True)
+    gains = sorted((b for b in blocks if gain(b) > 0 and b in ran), key=gain, reverse=True)
     chosen: list[torch.nn.Module] = []
     for block in gains:
         if estimate(chosen) <= target_bytes:

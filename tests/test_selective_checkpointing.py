@@ -9,9 +9,10 @@ import pytest
 import torch
 
 from cav_core import AbsorberSettings, ComputeSettings, MotionSettings, train_absorber, train_motion
+from cav_core.compute import checkpointable_blocks
 from cav_core.lean_backward import lean_backward
-from cav_core.selective_checkpointing import (checkpointable_blocks, checkpointing_to_fit, named_blocks_checkpointed,
-                                              plan_memory, saved_for_backward, training_forward)
+from cav_core.selective_checkpointing import (checkpointing_to_fit, named_blocks_checkpointed, plan_memory,
+                                              saved_for_backward, training_forward)
 from conftest import saved_bytes_and_grads, training_motion_lora
 
 

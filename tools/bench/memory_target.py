@@ -76,10 +76,10 @@ def main(argv=None) -> int:
     p.add_argument("--out", help="also write the table here (markdown)")
     args = p.parse_args(argv)
     from cav_core import MotionSettings, inject_lora
-    from cav_core.compute import blocks_checkpointed
+    from cav_core.compute import blocks_checkpointed, checkpointable_blocks
     from cav_core.lean_backward import lean_backward
     from cav_core.merged_weight import merged_weight_loras
-    from cav_core.selective_checkpointing import checkpointable_blocks, plan_memory, training_forward
+    from cav_core.selective_checkpointing import plan_memory, training_forward
     from tools.bench.modelscope_cost import build_base
 
     base = build_base(torch.device("cpu"), torch.bfloat16, args.small)
