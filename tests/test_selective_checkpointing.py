@@ -14,21 +14,7 @@ from cav_core.lean_backward import lean_backward
 from cav_core.selective_checkpointing import (checkpointing_to_fit, named_blocks_checkpointed, plan_memory,
                                               saved_for_backward, training_forward)
 from conftest import saved_bytes_and_grads, training_motion_lora
-
-
-def _real_saved(unet, x, text) -> int:
-    """Bytes of activations a real forward keeps for backward, weights apart."""
-    weights = {p.untyped_storage().data_ptr() for p in unet.parameters()}
-    storages = {}
-
-    def pack(tensor):
-        if tensor.untyped_storage().data_ptr() not in weights:
-            storages[tensor.untyped_storage().data_ptr()] = tensor.untyped_storage().nbytes()
-        return tensor
-
-    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-        unet(x, torch.zeros(1, dtype=torch.long), text)
-    return sum(storages.values())
+from tools.bench.saved_activations import saved_by_module
 
 
 def _forward(unet, x, text):
@@ -40,7 +26,7 @@ def test_the_fake_count_is_what_a_real_forward_keeps(tiny_base, lean):
     unet, x, text = training_motion_lora(tiny_base)
     with lean_backward(unet, lean):
         fake = saved_for_backward(unet, _forward(unet, x, text), checkpointable_blocks(unet))
-        real = _real_saved(unet, x, text)
+        real = sum(saved_by_module(unet, x, torch.zeros(1, dtype=torch.long), text)[0].values())
     assert fake.total == pytest.approx(real, rel=0.02)
     assert 0 < sum(fake.by_block.values()) < fake.total  # the UNet's own first and last layers are in no block
     assert all(v > 0 for v in fake.inputs.values())

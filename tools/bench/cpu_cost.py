@@ -295,7 +295,7 @@ def child(args) -> None:
         json.dump(result, f)
 
 
-def _status_mib(field: str) -> float | None:
+def process_status_mib(field: str) -> float | None:
     """A memory field of /proc/self/status (``VmHWM``, ``VmRSS``) in MiB; None off Linux."""
     try:
         with open("/proc/self/status") as f:
@@ -319,7 +319,7 @@ def _held_at_first_forward(unet) -> list:
         with torch.no_grad():
             for tensor in [*module.parameters(), *module.buffers()]:
                 tensor.sum()
-        held.append(_status_mib("VmRSS"))
+        held.append(process_status_mib("VmRSS"))
         hook.remove()
 
     hook = unet.register_forward_pre_hook(measure)
@@ -329,7 +329,7 @@ def _held_at_first_forward(unet) -> list:
 def peak_rss_mib() -> float:
     """This process's peak resident memory in MiB. On Linux, ``ru_maxrss`` after exec keeps the peak
     of the process that launched it; VmHWM in /proc/self/status is this program's own."""
-    peak = _status_mib("VmHWM")
+    peak = process_status_mib("VmHWM")
     return peak if peak is not None else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 

@@ -27,6 +27,7 @@ import torch
 
 from cav_core import (AbsorberSettings, BaseModel, ComputeSettings, Hooks, MotionSettings, SampleSettings,
                       sample_video, train_absorber, train_motion)
+from tools.bench.cpu_cost import process_status_mib
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 UNET_CONFIG = os.path.join(ROOT, "tests", "data", "modelscope_unet_config.json")
@@ -87,11 +88,6 @@ class Clock:
         return statistics.median(gaps) if len(gaps) else float("nan")
 
 
-def _process_peak_gib() -> float:
-    with open("/proc/self/status") as f:
-        return next(int(line.split()[1]) for line in f if line.startswith("VmHWM:")) / 2 ** 20
-
-
 def measure(device: torch.device, run, warmup: int) -> dict:
     if device.type == "cuda":
         torch.cuda.synchronize()
@@ -105,7 +101,8 @@ def measure(device: torch.device, run, warmup: int) -> dict:
     if device.type == "cuda":
         peak = torch.cuda.max_memory_allocated() / 2 ** 30
     else:
-        peak = _process_peak_gib() if os.path.exists("/proc/self/status") else float("nan")
+        peak_mib = process_status_mib("VmHWM")
+        peak = peak_mib / 1024 if peak_mib is not None else float("nan")
     plan = getattr(result, "memory_plan", None)
     return {"s_per_step": clock.per_step(warmup), "peak_gib": peak,
             "plan": plan.describe() if plan is not None else ""}
