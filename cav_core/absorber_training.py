@@ -7,7 +7,7 @@ are encoded once into a pool; each step draws from it with a generator seeded by
 from __future__ import annotations
 
 import contextlib
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 
 import numpy as np
 import torch
@@ -24,7 +24,7 @@ from .frames import clip_pixels, run_identity, training_clips
 from .latents import encode_frames, random_crops
 from .lean_backward import lean_backward
 from .merged_weight import merged_weight_loras
-from .selective_checkpointing import checkpointing_to_fit
+from .selective_checkpointing import MemoryPlan, checkpointing_to_fit
 from .settings import AbsorberSettings, ComputeSettings
 from .step_loop import Hooks, run_steps
 from .targeting import spatial_targets, temporal_layers_bypassed
@@ -38,6 +38,8 @@ class Absorber:
     spatial: LoraWeights | None
     textual_inversion: TokenEmbeddings | None
     losses: tuple[float, ...] = ()
+    # The trained stage's estimated step peak and blocks recomputed (None: no target, or not trained here).
+    memory_plan: MemoryPlan | None = field(default=None, compare=False)
 
     @property
     def tokens(self) -> tuple[str, ...]:
@@ -102,7 +104,8 @@ def train_absorber(base, clips, settings: AbsorberSettings,
         stack.enter_context(lean_backward(unet, compute.lean_backward))  # after the forwards replaced above
         latent_channels, (h, w) = pool.shape[1], pool.shape[2:]
         text_shape = (settings.batch, base.tokenizer.model_max_length, unet.config.cross_attention_dim)
-        stack.enter_context(checkpointing_to_fit(unet, compute, (settings.batch, latent_channels, 1, h, w), text_shape))
+        memory_plan = stack.enter_context(checkpointing_to_fit(unet, compute, (settings.batch, latent_channels, 1, h, w),
+                                                               text_shape))
         optimizer = adamw(groups)
         start, losses = 0, []
         if _saved is not None and _saved["meta"]["stage"] == "absorber":
@@ -130,7 +133,7 @@ def train_absorber(base, clips, settings: AbsorberSettings,
     if standalone:
         ckpt.discard()
     ti = TokenEmbeddings(tokens, vectors.detach().cpu().float().clone()) if vectors is not None else None
-    return Absorber(spatial, ti, tuple(losses))
+    return Absorber(spatial, ti, tuple(losses), memory_plan)
 
 
 def absorber_tensors(absorber: Absorber) -> dict[str, torch.Tensor]:

@@ -32,7 +32,7 @@ class TrainResult:
     validation: np.ndarray | None = None  # the last validation clip, float [F, H, W, 3] (Hooks.validate_every)
     validation_prompt: str = ""  # its prompt
     reference: np.ndarray | None = None  # the first clip's frames as trained, uint8 [F, H, W, 3]
-    memory_plan: MemoryPlan | None = None  # the T-LoRA steps' estimated peak and levels recomputed
+    memory_plan: MemoryPlan | None = None  # the T-LoRA steps' estimated peak and blocks recomputed
 
     def preview(self, fps: float) -> MotionPreview:
         """The saved file's animated preview: the reference as trained, beside the last validation sample."""

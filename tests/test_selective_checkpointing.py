@@ -92,6 +92,7 @@ def test_the_absorber_trains_the_same_under_a_tight_target(tiny_base, clip_frame
     free = train_absorber(tiny_base, clip_frames, settings, compute=ComputeSettings(device="cpu", memory_target_gib=None))
     tight = train_absorber(tiny_base, clip_frames, settings, compute=ComputeSettings(device="cpu", memory_target_gib=1e-9))
     assert tight.losses == free.losses
+    assert free.memory_plan is None and len(tight.memory_plan.blocks) > 1  # the plan comes back with the absorber
     for name, tensor in free.spatial.tensors.items():
         torch.testing.assert_close(tight.spatial.tensors[name], tensor, rtol=0, atol=0)
 
