@@ -110,6 +110,16 @@ def sampling_memory(frames: int, width: int, height: int, vae_scale: int) -> flo
 TRAINING_MEMORY = 1e20  # as core's LoRA trainer: free every other model before training
 
 
+def training_memory_target(loaded: LoadedBase, device: torch.device) -> float:
+    """GiB a training step may peak at on ``device``, for a base loaded there by ``load_for_work``:
+    what ComfyUI counts free on it, plus the UNet's weights and buffers (the step's estimate counts
+    them, and they are already there), less ComfyUI's own reserve for a run."""
+    unet = loaded.base.unet
+    held = sum(t.numel() * t.element_size() for t in (*unet.parameters(), *unet.buffers())
+               if t.device.type == device.type)
+    return (mm.get_free_memory(device) + held - mm.minimum_inference_memory()) / 2 ** 30
+
+
 def mixed_precision_for(device: torch.device, dtype: torch.dtype) -> str:
     """Autocast setting that makes half-precision weights train (the LoRA itself stays fp32)."""
     if dtype in (torch.float16, torch.bfloat16):

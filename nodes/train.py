@@ -62,9 +62,12 @@ def _more_clips_input() -> io.Input:
                                              "Clip); brought to the reference's size and frame count.")
 
 
-def compute_for(loaded: LoadedBase, device, gradient_checkpointing: bool = False) -> ComputeSettings:
+def compute_for(loaded: LoadedBase, device, gradient_checkpointing: bool = False,
+                memory_target_gib: float = 0.0) -> ComputeSettings:
+    """How a training node's steps run on ``device``; a memory target of 0 is what the device has free."""
     return ComputeSettings(device=str(device), mixed_precision=host.mixed_precision_for(device, loaded.base.unet.dtype),
-                           gradient_checkpointing=gradient_checkpointing)
+                           gradient_checkpointing=gradient_checkpointing,
+                           memory_target_gib=memory_target_gib or host.training_memory_target(loaded, device))
 
 
 def _checkpointing_input() -> io.Boolean.Input:
@@ -73,9 +76,18 @@ def _checkpointing_input() -> io.Boolean.Input:
         "gradient_checkpointing", default=False, optional=True,
         tooltip="Recompute every block's activations in the backward pass instead of keeping them: the same "
                 "training in the least memory, each step slower (on the CPU benchmark's base 0.83x the peak "
-                "at 1.4x the step). Off, a step estimated to peak above "
-                f"{ComputeSettings.memory_target_gib:g} GiB still recomputes the blocks that keep the most, "
-                "as few as fit, and the node's text says so.")
+                "at 1.4x the step). Off, a step estimated to peak above memory_target_gib still recomputes the "
+                "blocks that keep the most, as few as fit, and the node's text says so.")
+
+
+def _memory_target_input() -> io.Float.Input:
+    # Optional, and last, so that saved workflows and API prompts written before it still run.
+    return io.Float.Input(
+        "memory_target_gib", default=0.0, min=0.0, max=4096.0, step=0.5, round=0.01, optional=True,
+        tooltip="The most memory a training step may take, in GiB. A step estimated to peak above it recomputes "
+                "in backward the UNet blocks that keep the most, as few as fit: the same training, each step "
+                "a little slower; the node's text says which. 0 = auto: what the device has free once the base "
+                "is loaded, less ComfyUI's reserve. Not used with gradient_checkpointing on.")
 
 
 def final_loss(losses) -> str:
@@ -135,6 +147,7 @@ class TrainAbsorber(io.ComfyNode):
                 _seed("Seed of the crops, noise and initial weights; the same seed repeats the run."),
                 _checkpointing_input(),
                 _more_clips_input(),
+                _memory_target_input(),
             ],
             outputs=[
                 types.Absorber.Output(display_name="absorber",
@@ -147,7 +160,8 @@ class TrainAbsorber(io.ComfyNode):
     @classmethod
     def execute(cls, base: LoadedBase, reference, kind: str, appearance_prompt: str, steps: int, lr: float,
                 ti_lr: float, rank: int, crop_min: float, crop_max: float, seed: int,
-                gradient_checkpointing: bool = False, more_clips: TrainingClips | None = None) -> io.NodeOutput:
+                gradient_checkpointing: bool = False, more_clips: TrainingClips | None = None,
+                memory_target_gib: float = 0.0) -> io.NodeOutput:
         with host.engine_call():
             settings = base.base.recipe.absorber_settings(
                 kind=auto_choice(kind), prompt=appearance_prompt.strip(), steps=auto_number(steps),
@@ -157,8 +171,8 @@ class TrainAbsorber(io.ComfyNode):
             clips = reference_clips(base, reference, settings.prompt, more_clips)
             hooks = training_hooks(settings.steps, cls.hidden.unique_id, "absorber")
             device = host.load_for_work(base, host.TRAINING_MEMORY)
-            absorber = train_absorber(base.base, clips, settings, compute_for(base, device, gradient_checkpointing),
-                                      hooks)
+            absorber = train_absorber(base.base, clips, settings,
+                                      compute_for(base, device, gradient_checkpointing, memory_target_gib), hooks)
         host.settle()
         result = TrainedAbsorber(absorber, base.name, base.fingerprint, settings)
         graph = loss_graph({"absorber": absorber.losses}, host.intermediate_device())
@@ -166,6 +180,8 @@ class TrainAbsorber(io.ComfyNode):
                 f"{settings.rank}, lr {settings.lr:g}, final loss {final_loss(absorber.losses)}")
         if absorber.tokens:
             text += f"; token {', '.join(absorber.tokens)}"
+        if absorber.memory_plan is not None and absorber.memory_plan.worth_telling:
+            text += f"; {absorber.memory_plan.describe()}"
         return io.NodeOutput(result, graph, ui=ui.PreviewText(text))
 
 
@@ -228,6 +244,7 @@ def motion_inputs(switch, later_inputs: bool = True) -> list:
         io.Int.Input("min_timestep", default=AUTO_TIMESTEP, min=AUTO_TIMESTEP, max=100000, optional=True,
                      tooltip="Train on the diffusion timesteps from this one up only, the noisier ones, where a "
                              "sample's motion is settled (0 = all of them). -1 = auto: the base's recipe."),
+        _memory_target_input(),
     ]
 
 
@@ -287,7 +304,8 @@ class TrainMotion(io.ComfyNode):
                 absorber_token_in_prompt: str = AUTO, gradient_checkpointing: bool = False,
                 absorber: TrainedAbsorber | None = None, more_clips: TrainingClips | None = None,
                 init_lora: MotionLora | None = None, validate_every: int = 0,
-                validation_prompts: str = "", min_timestep: int = AUTO_TIMESTEP) -> io.NodeOutput:
+                validation_prompts: str = "", min_timestep: int = AUTO_TIMESTEP,
+                memory_target_gib: float = 0.0) -> io.NodeOutput:
         with host.engine_call():
             settings = cls.settings(base, prompt, steps, lr, rank, seed, loss, include_transformer_in,
                                     include_feed_forward, include_temporal_convs, absorber_token_in_prompt, init_lora,
@@ -308,7 +326,7 @@ class TrainMotion(io.ComfyNode):
                                    validation_prompts=tuple(p.strip() for p in validation_prompts.splitlines()))
             previews = ValidationPreviews(hooks)
             device = host.load_for_work(base, host.TRAINING_MEMORY)
-            compute = compute_for(base, device, gradient_checkpointing)
+            compute = compute_for(base, device, gradient_checkpointing, memory_target_gib)
             trained = train_motion(base.base, clips, settings, absorber.absorber if absorber else None, compute, hooks,
                                    init_lora.temporal if init_lora else None)
             adapter = motion_adapter(base.base, trained.lora, settings, clips, absorber.absorber if absorber else None,

@@ -174,6 +174,32 @@ def test_training_nodes_can_checkpoint_gradients(nodes, chain):
     assert np.allclose(motions[True].losses["motion"], motions[False].losses["motion"], atol=1e-5)
 
 
+def test_training_nodes_fit_a_memory_target(nodes, chain, comfy):
+    """0 (auto) aims at what ComfyUI counts free on the device, where the tiny base's steps fit:
+    nothing recomputed, nothing said. A target below a step's estimate recomputes blocks, the node's
+    text says so, and the training is the same."""
+    from cav_pack.nodes import host
+
+    base, frames = chain
+    cpu = torch.device("cpu")
+    unet_gib = sum(p.numel() * p.element_size() for p in base.base.unet.parameters()) / 2 ** 30
+    reserve_gib = comfy.mm.minimum_inference_memory() / 2 ** 30
+    expected = comfy.mm.get_free_memory(cpu) / 2 ** 30 + unet_gib - reserve_gib
+    assert abs(host.training_memory_target(base, cpu) - expected) < 0.25  # free memory moves meanwhile
+
+    said = "UNet blocks that keep the most are recomputed in backward"
+    absorbers = {target: run(nodes["CAV_TrainAbsorber"], base=base, reference=frames, **ABSORBER,
+                             memory_target_gib=target) for target in (0.0, 1e-4)}
+    assert said not in absorbers[0.0].ui.value and said in absorbers[1e-4].ui.value
+    assert absorbers[0.0].result[0].absorber.memory_plan.blocks == ()
+    assert np.allclose(absorbers[1e-4].result[0].absorber.losses, absorbers[0.0].result[0].absorber.losses,
+                       atol=1e-5)
+    motions = {target: run(nodes["CAV_TrainMotion"], base=base, reference=frames, **MOTION,
+                           memory_target_gib=target) for target in (0.0, 1e-4)}
+    assert said not in motions[0.0].ui["text"][0] and said in motions[1e-4].ui["text"][0]
+    assert np.allclose(motions[1e-4].result[0].losses["motion"], motions[0.0].result[0].losses["motion"], atol=1e-5)
+
+
 def test_merge_node_reproduces_the_stack_and_saves_one_file(nodes, chain, host_dirs, comfy):
     base, frames = chain
     a = run(nodes["CAV_TrainMotion"], base=base, reference=frames, **MOTION).result[0]
