@@ -167,3 +167,14 @@ def test_a_rows_peak_memory_is_its_own_not_the_launching_process():
     own, inherited = map(float, out.stdout.split())
     assert own < 200 < 400 <= inherited  # ru_maxrss would have reported the launcher's 400 MiB
     del held
+
+
+def test_the_machine_line_names_the_cpu_and_whether_it_computes_bf16_natively(tmp_path):
+    """The bf16 rows cost several times fp32's on a CPU without bf16 instructions: the table says which."""
+    info = "processor\t: {n}\nmodel name\t: Example CPU 9000\nflags\t\t: fpu sse2 avx2 {extra}\n\n"
+    without, with_bf16 = tmp_path / "without", tmp_path / "with"
+    without.write_text(info.format(n=0, extra="avx512f") + info.format(n=1, extra="avx512f"))
+    with_bf16.write_text(info.format(n=0, extra="avx512f avx512_bf16 amx_bf16"))
+    assert cpu_cost.cpu_description(str(without)).endswith("Example CPU 9000, bf16 in hardware: no")
+    assert cpu_cost.cpu_description(str(with_bf16)).endswith("bf16 in hardware: avx512_bf16, amx_bf16")
+    assert cpu_cost.cpu_description(str(tmp_path / "absent"))  # off Linux: the architecture alone

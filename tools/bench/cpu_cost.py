@@ -295,6 +295,25 @@ def child(args) -> None:
         json.dump(result, f)
 
 
+BF16_CPU_FLAGS = ("avx512_bf16", "amx_bf16")  # instructions that compute bf16 products natively
+
+
+def cpu_description(cpuinfo: str = "/proc/cpuinfo") -> str:
+    """The CPU's architecture and model, and whether it computes bf16 natively: without it, bf16
+    autocast emulates the products and costs several times fp32's (the bf16 rows)."""
+    fields = {}
+    try:
+        with open(cpuinfo) as f:
+            for line in f:
+                key, _, value = line.partition(":")
+                fields.setdefault(key.strip(), value.strip())
+    except OSError:
+        return platform.processor() or platform.machine()
+    native = [flag for flag in BF16_CPU_FLAGS if flag in fields.get("flags", "").split()]
+    return (f"{platform.machine()} {fields.get('model name', '')}".rstrip() +
+            f", bf16 in hardware: {', '.join(native) or 'no'}")
+
+
 def process_status_mib(field: str) -> float | None:
     """A memory field of /proc/self/status (``VmHWM``, ``VmRSS``) in MiB; None off Linux."""
     try:
@@ -465,7 +484,7 @@ def main(argv=None) -> int:
     if chosen is None:  # the project's rows run with the C library's malloc too: nothing to compare
         wanted -= {"motiondirector_tcmalloc", "tlora_system_malloc"}
     header = [f"# CPU cost of training and sampling ({what})",
-              f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, {args.threads} threads; "
+              f"{cpu_description()}; {os.cpu_count()} cores, {args.threads} threads; "
               f"torch {torch.__version__}, diffusers {diffusers.__version__}, peft {peft.__version__}; "
               f"{args.frames} frames at {args.size}x{args.size}, fp32; {args.steps} training steps a row "
               f"(median after {args.warmup}), {args.sample_steps} sampling steps with guidance (mean after 1); "

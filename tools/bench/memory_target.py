@@ -80,6 +80,7 @@ def main(argv=None) -> int:
     from cav_core.lean_backward import lean_backward
     from cav_core.merged_weight import merged_weight_loras
     from cav_core.selective_checkpointing import plan_memory, training_forward
+    from tools.bench.cpu_cost import cpu_description
     from tools.bench.modelscope_cost import build_base
 
     base = build_base(torch.device("cpu"), torch.bfloat16, args.small)
@@ -128,7 +129,8 @@ def main(argv=None) -> int:
                         row["peak"] = max(row["peak"] or 0, weights + watch.peak - watch.start)
     first = statistics.median(rows["no target"]["times"])
     lines = [f"# A T-LoRA step at ModelScope size with a memory target (CPU, torch {torch.__version__})", "",
-             f"{frames} frames at {side * 8}x{side * 8}, bf16 weights and autocast, {args.rounds} rounds", "",
+             f"{cpu_description()}; {frames} frames at {side * 8}x{side * 8}, bf16 weights and autocast, "
+             f"{args.rounds} rounds", "",
              "| configuration | estimated peak GiB | measured peak GiB | s/step | x no target |", "|---|---|---|---|---|"]
     for name, row in rows.items():
         estimate = f"{row['estimate'] / GIB:.2f}" if row["estimate"] is not None else ""
@@ -137,7 +139,9 @@ def main(argv=None) -> int:
         lines.append(f"| {name} | {estimate} | {peak} | {t:.2f} | {t / first:.2f} |")
     print("\n".join(lines))
     if args.out:
-        with open(args.out, "w") as f:
+        from cav_core import atomic_path
+
+        with atomic_path(args.out) as tmp, open(tmp, "w") as f:
             f.write("\n".join(lines) + "\n")
     return 0
 
