@@ -90,6 +90,11 @@ def _memory_target_input() -> io.Float.Input:
                 "is loaded, less ComfyUI's reserve. Not used with gradient_checkpointing on.")
 
 
+def memory_note(plan) -> str:
+    """The node text's note on a stage's memory plan, where it changed how training ran or failed."""
+    return f"; {plan.describe()}" if plan is not None and plan.worth_telling else ""
+
+
 def final_loss(losses) -> str:
     tail = [v for v in list(losses)[-10:] if np.isfinite(v)]
     return f"{np.mean(tail):.4g}" if tail else "n/a"
@@ -180,8 +185,7 @@ class TrainAbsorber(io.ComfyNode):
                 f"{settings.rank}, lr {settings.lr:g}, final loss {final_loss(absorber.losses)}")
         if absorber.tokens:
             text += f"; token {', '.join(absorber.tokens)}"
-        if absorber.memory_plan is not None and absorber.memory_plan.worth_telling:
-            text += f"; {absorber.memory_plan.describe()}"
+        text += memory_note(absorber.memory_plan)
         return io.NodeOutput(result, graph, ui=ui.PreviewText(text))
 
 
@@ -344,7 +348,6 @@ class TrainMotion(io.ComfyNode):
         text += f"; continued from {init_lora.name}" if init_lora else ""
         if validate_every:
             text += f"; validation samples took {hooks.on_progress.validation_seconds:.1f} s"
-        if trained.memory_plan is not None and trained.memory_plan.worth_telling:
-            text += f"; {trained.memory_plan.describe()}"
+        text += memory_note(trained.memory_plan)
         text += f"; saved as {saved}" if saved else ""
         return io.NodeOutput(motion, graph, saved, ui=previews.ui(text, trained.validation, base.base.default_fps))
