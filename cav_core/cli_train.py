@@ -45,6 +45,7 @@ def cmd_train(args) -> None:
     from .adapter_file import save_adapter_file
     from .base_model import load_base
     from .motion_preview import write_preview
+    from .selective_checkpointing import plan_message
     from .settings import ComputeSettings
     from .step_loop import Hooks
     from .training import train_customization
@@ -95,8 +96,9 @@ def cmd_train(args) -> None:
     result = train_customization(base, clips, absorber, motion, compute, hooks,
                                  init_lora=init.temporal if init else None, absorber=reused,
                                  continued_from=(args.init_lora, init.training) if init else None)
-    if result.memory_plan is not None and result.memory_plan.worth_telling and not args.quiet:
-        print(result.memory_plan.describe(), file=sys.stderr)
+    message = plan_message(result.memory_plan)
+    if message and not args.quiet:
+        print(message, file=sys.stderr)
     save_adapter_file(args.out, result.adapter)
     preview = write_preview(args.out, result.preview(base.default_fps))
     if not args.quiet:

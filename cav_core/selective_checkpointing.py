@@ -61,6 +61,12 @@ class MemoryPlan:
                 f"{self.estimate / GIB:.1f} GiB, {fits} the target")
 
 
+def plan_message(plan: MemoryPlan | None) -> str:
+    """What a run tells of a stage's plan: its description where it changed how training ran or could
+    not be made; empty otherwise."""
+    return plan.describe() if plan is not None and plan.worth_telling else ""
+
+
 @dataclass
 class SavedActivations:
     total: int  # bytes of activations a step keeps for backward (weights, resident anyway, apart)

@@ -13,6 +13,7 @@ from comfy_api.latest import io, ui
 from cav_core.absorber_training import absorber_from_file, train_absorber
 from cav_core.continuation import continuation_settings
 from cav_core.motion_training import train_motion
+from cav_core.selective_checkpointing import plan_message
 from cav_core.settings import ABSORBER_KINDS, MOTION_LOSSES, ComputeSettings, MotionSettings
 from cav_core.step_loop import Hooks
 from cav_core.training import motion_adapter
@@ -91,8 +92,9 @@ def _memory_target_input() -> io.Float.Input:
 
 
 def memory_note(plan) -> str:
-    """The node text's note on a stage's memory plan, where it changed how training ran or failed."""
-    return f"; {plan.describe()}" if plan is not None and plan.worth_telling else ""
+    """The node text's note on a stage's memory plan (``plan_message``), if any."""
+    message = plan_message(plan)
+    return f"; {message}" if message else ""
 
 
 def final_loss(losses) -> str:
