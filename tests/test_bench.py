@@ -1,4 +1,8 @@
-"""The ModelScope-size benchmark runs its real configurations (here narrowed, on the CPU)."""
+"""The ModelScope-size benchmarks run their real configurations (here narrowed, on the CPU, and on a GPU
+where there is one)."""
+import pytest
+import torch
+
 from tools.bench import modelscope_cost as bench
 
 
@@ -26,3 +30,17 @@ def test_memory_target_benchmark_runs_every_configuration(tmp_path):
     rows = [line for line in out.read_text().splitlines() if line.startswith("| ") and "configuration" not in line]
     assert [r.split(" | ")[0] for r in rows][::3] == ["| no target", "| every block recomputed (gradient checkpointing)"]
     assert "target 0.3 GiB: 0 blocks recomputed" in rows[1] and " 0 blocks" not in rows[2]  # nothing fits 1e-9
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="reads a CUDA device's allocator: needs a GPU")
+def test_memory_target_benchmark_measures_a_gpu(tmp_path):
+    from tools.bench import memory_target
+
+    out = tmp_path / "target.md"
+    assert memory_target.main(["--small", "--device", "cuda", "--rounds", "1", "--targets", "0.3,1e-9",
+                               "--out", str(out)]) == 0
+    rows = [line.split(" | ") for line in out.read_text().splitlines()
+            if line.startswith("| ") and "configuration" not in line]
+    assert len(rows) == 4
+    for row in rows:  # measured peak, reserved peak: both read from the allocator, its cache on top
+        assert float(row[2]) <= float(row[3])
