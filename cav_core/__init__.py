@@ -21,7 +21,7 @@ _PUBLIC = {
     "compute": ("autocast", "default_device", "gradient_checkpointing", "on_device"),
     "diffusion": ("clean_estimate", "debiased_loss", "diffusion_target", "noise_scheduler", "step_generator",
                   "training_timesteps"),
-    "errors": ("CavError", "NonFiniteLoss", "TrainingInterrupted"),
+    "errors": ("CavError", "NonFiniteLoss", "OutOfDeviceMemory", "TrainingInterrupted"),
     "files": ("atomic_path",),
     "latents": ("decode_latents", "encode_clip", "encode_frames", "frames_to_tensor"),
     "lora_merge": ("MergeResult", "merge_adapters", "merge_loras"),

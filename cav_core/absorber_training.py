@@ -127,7 +127,7 @@ def train_absorber(base, clips, settings: AbsorberSettings,
             return F.mse_loss(pred.float(), diffusion_target(scheduler, latents, noise, t).float())
 
         losses = run_steps("absorber", settings.steps, params, optimizer, step_loss, hooks, ckpt, start,
-                           losses, compute, {})
+                           losses, compute, {}, memory_plan=memory_plan)
         spatial = (adapters.extract_lora(unet, ABSORBER_ADAPTER, SPATIAL, settings.rank, settings.rank)
                    if settings.uses_slora else None)
     if standalone:

@@ -11,3 +11,7 @@ class TrainingInterrupted(CavError):
 
 class NonFiniteLoss(CavError):
     """The loss became NaN/inf; the run stopped before corrupting the adapter."""
+
+
+class OutOfDeviceMemory(CavError):
+    """A training step needed more device memory than was free; the run stopped and wrote nothing."""

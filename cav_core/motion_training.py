@@ -200,7 +200,7 @@ def train_motion(base, clips, settings: MotionSettings, absorber: Absorber | Non
         validation = (Validation(base, hooks, clips, settings.seed, compute, current_lora)
                       if hooks.validate_every else None)
         losses = run_steps("motion", settings.steps, params, optimizer, step_loss, hooks, ckpt, start,
-                           losses, compute, absorber_tensors(absorber), preview, validation)
+                           losses, compute, absorber_tensors(absorber), preview, validation, memory_plan)
         lora = current_lora()
     if standalone:
         ckpt.discard()

@@ -11,7 +11,8 @@ import torch
 
 from .checkpoint import RunCheckpoint
 from .compute import grad_scaler
-from .errors import NonFiniteLoss, TrainingInterrupted
+from .errors import NonFiniteLoss, OutOfDeviceMemory, TrainingInterrupted
+from .selective_checkpointing import GIB, MemoryPlan
 from .settings import ComputeSettings
 
 
@@ -49,16 +50,17 @@ class Hooks:
 
 def run_steps(stage: str, total: int, params: list[torch.Tensor], optimizer, step_loss, hooks: Hooks,
               ckpt: RunCheckpoint, start: int, losses: list[float], compute: ComputeSettings,
-              extra: dict[str, torch.Tensor], preview=None, validate=None) -> list[float]:
+              extra: dict[str, torch.Tensor], preview=None, validate=None,
+              memory_plan: MemoryPlan | None = None) -> list[float]:
     """Run steps ``start..total`` of ``step_loss(step)``; returns the losses of all steps so far.
 
-    ``validate(step)``, when given, runs after every ``hooks.validate_every``-th step, before its progress."""
+    ``validate(step)``, when given, runs after every ``hooks.validate_every``-th step, before its progress.
+    A step that runs out of device memory stops the run with :class:`OutOfDeviceMemory`, which says what
+    to change (``memory_plan``: what the stage's steps were estimated to need)."""
     scaler = grad_scaler(compute.torch_device, compute.mixed_precision)
-    for step in range(start, total):
-        if hooks.should_stop and hooks.should_stop():
-            where = f"; resume from {ckpt.path}" if ckpt.path and os.path.exists(ckpt.path) else ""
-            raise TrainingInterrupted(f"{stage} training stopped at step {step}/{total}; "
-                                      f"no adapter was written{where}")
+
+    def optimise(step: int) -> tuple[float, float]:
+        """One step: its loss and the seconds its validation samples took."""
         loss = step_loss(step)
         if not torch.isfinite(loss):
             raise NonFiniteLoss(f"{stage} loss became {loss.item()} at step {step + 1}; nothing was "
@@ -75,16 +77,51 @@ def run_steps(stage: str, total: int, params: list[torch.Tensor], optimizer, ste
             scaler.update()
         else:
             optimizer.step()
-        losses.append(float(loss.detach()))
-        done = step + 1
         seconds = 0.0
-        if validate and hooks.validate_every and done % hooks.validate_every == 0:
+        if validate and hooks.validate_every and (step + 1) % hooks.validate_every == 0:
             began = time.perf_counter()
-            validate(done)
+            validate(step + 1)
             seconds = time.perf_counter() - began
+        return float(loss.detach()), seconds
+
+    for step in range(start, total):
+        if hooks.should_stop and hooks.should_stop():
+            raise TrainingInterrupted(f"{stage} training stopped at step {step}/{total}; "
+                                      f"no adapter was written{_resume_hint(ckpt)}")
+        try:
+            loss, seconds = optimise(step)
+        except torch.OutOfMemoryError:
+            loss = None  # raised below, once this handler has let go of the failed step's tensors
+        if loss is None:
+            optimizer.zero_grad(set_to_none=True)
+            raise OutOfDeviceMemory(out_of_memory_message(stage, step + 1, total, compute, memory_plan)
+                                    + _resume_hint(ckpt))
+        losses.append(loss)
+        done = step + 1
         if hooks.on_progress:
             image = preview() if preview and hooks.preview_every and done % hooks.preview_every == 0 else None
             hooks.on_progress(Progress(stage, done, total, losses[-1], image, seconds))
         if ckpt.due(done, total):
             ckpt.save(stage, done, params, optimizer, losses, extra)
     return losses
+
+
+def _resume_hint(ckpt: RunCheckpoint) -> str:
+    return f"; resume from {ckpt.path}" if ckpt.path and os.path.exists(ckpt.path) else ""
+
+
+def out_of_memory_message(stage: str, step: int, total: int, compute: ComputeSettings,
+                          plan: MemoryPlan | None) -> str:
+    """What a user reads when a training step did not fit the device: what it was estimated to need
+    and what brings it down, the cheapest change first."""
+    estimate = ""
+    if plan is not None and not plan.error:
+        estimate = (f" (a step was estimated at {plan.estimate / GIB:.1f} GiB with "
+                    f"{len(plan.blocks)} UNet blocks recomputed, for a {plan.target / GIB:.1f} GiB target)")
+    changes = ["train fewer frames or at a smaller size"]
+    if not compute.gradient_checkpointing:
+        changes[:0] = ["set a lower memory target (`--memory-target GIB`; on the training nodes "
+                       "`memory_target_gib`), which recomputes more UNet blocks in backward",
+                       "turn on gradient checkpointing, which recomputes every block"]
+    return (f"{stage} training ran out of device memory at step {step}/{total}{estimate}; no adapter was "
+            f"written. To fit: {'; or '.join(changes)}")

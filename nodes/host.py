@@ -9,7 +9,8 @@
   training can build autograd graphs and no inference tensor leaks into the shared base.
 - Training and sampling update ComfyUI's progress bar (with previews); every update is also an
   interrupt point, and the engine's own ``should_stop`` check reads ComfyUI's interrupt flag.
-  Engine errors become node errors with the engine's message.
+  Engine errors become node errors with the engine's message; a step out of device memory becomes
+  ComfyUI's out-of-memory error, on which it unloads every model.
 """
 from __future__ import annotations
 
@@ -23,7 +24,7 @@ import comfy.model_patcher
 import comfy.utils
 import torch
 
-from cav_core.errors import CavError, TrainingInterrupted
+from cav_core.errors import CavError, OutOfDeviceMemory, TrainingInterrupted
 from cav_core.step_loop import Progress
 
 from .constants import EVENTS
@@ -183,6 +184,8 @@ def engine_call() -> Iterator[None]:
         log.info("Customize-A-Video: %s", e)
         mm.throw_exception_if_processing_interrupted()  # clears the flag as ComfyUI does
         raise mm.InterruptProcessingException() from e
+    except OutOfDeviceMemory as e:  # ComfyUI's own OOM handling unloads every model to recover
+        raise mm.OOM_EXCEPTION(str(e)) from None
     except CavError as e:
         raise Exception(str(e)) from e
 

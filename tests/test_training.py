@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from cav_core.errors import CavError, NonFiniteLoss, TrainingInterrupted
+from cav_core.errors import CavError, NonFiniteLoss, OutOfDeviceMemory, TrainingInterrupted
 from cav_core import (AbsorberSettings, ComputeSettings, Hooks, MotionSettings, train_absorber,
                       train_customization, train_motion, training_record)
 
@@ -217,6 +217,50 @@ def test_nan_loss_stops_with_clear_error(tiny_base, clip_frames, monkeypatch):
     monkeypatch.setattr(tiny_base.unet, "forward", poisoned)
     with pytest.raises(NonFiniteLoss, match="loss became nan at step 1"):
         train_motion(tiny_base, clip_frames, MotionSettings(prompt="x", steps=2))
+
+
+def _out_of_memory_at_call(unet, patch, n: int) -> None:
+    """The UNet's ``n``-th real forward runs out of device memory (the memory plan's fake forward
+    runs the class's own forward, past this)."""
+    original, calls = unet.forward, []
+
+    def forward(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == n:
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        return original(*args, **kwargs)
+
+    patch.setattr(unet, "forward", forward)
+
+
+def test_a_step_out_of_device_memory_says_what_to_change_and_writes_nothing(tiny_base, clip_frames, tmp_path,
+                                                                            monkeypatch):
+    settings = MotionSettings(prompt="x", steps=3)
+    with monkeypatch.context() as patch:
+        _out_of_memory_at_call(tiny_base.unet, patch, 2)
+        with pytest.raises(OutOfDeviceMemory, match=r"motion training ran out of device memory at step 2/3 \(a "
+                           r"step was estimated at .* GiB with 0 UNet blocks recomputed, for a 6.0 GiB target\)"
+                           ) as caught:
+            train_motion(tiny_base, clip_frames, settings)
+    assert "memory target" in str(caught.value) and "gradient checkpointing" in str(caught.value)
+    assert caught.value.__context__ is None  # the failed step's tensors are not held by the error
+    assert not any(hasattr(m, "lora_A") for m in tiny_base.unet.modules())  # the base is left clean
+
+    # with every block recomputed already, only the clip's size is left to change; a checkpoint to resume from
+    ckpt = str(tmp_path / "run.ckpt.safetensors")
+    with monkeypatch.context() as patch:
+        _out_of_memory_at_call(tiny_base.unet, patch, 2)
+        with pytest.raises(OutOfDeviceMemory, match="resume from") as caught:
+            train_absorber(tiny_base, clip_frames, AbsorberSettings(kind="dual", prompt="x", steps=3),
+                           compute=ComputeSettings(gradient_checkpointing=True),
+                           hooks=Hooks(checkpoint_path=ckpt, checkpoint_every=1))
+    message = str(caught.value)
+    assert message.startswith("absorber training ran out of device memory at step 2/3; ")
+    assert "fewer frames" in message and "checkpointing" not in message and "memory target" not in message
+    resumed = train_absorber(tiny_base, clip_frames, AbsorberSettings(kind="dual", prompt="x", steps=3),
+                             compute=ComputeSettings(gradient_checkpointing=True),
+                             hooks=Hooks(checkpoint_path=ckpt, checkpoint_every=1))
+    assert len(resumed.losses) == 3 and not os.path.exists(ckpt)
 
 
 def test_bad_frames_and_settings(tiny_base, clip_frames):

@@ -364,6 +364,25 @@ def test_interrupt_becomes_comfy_interrupt_and_writes_nothing(nodes, chain, comf
     assert sorted(os.listdir(host_dirs.loras)) == ["zigzag.safetensors", "zigzag.webp"]
 
 
+def test_a_step_out_of_device_memory_is_comfys_oom_saying_what_to_change(nodes, chain, comfy, host_dirs,
+                                                                        monkeypatch):
+    """ComfyUI unloads every model on its out-of-memory error; the message names the node's input to change."""
+    base, frames = chain
+
+    def out_of_memory(*args, **kwargs):
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+
+    with monkeypatch.context() as patch:  # host_dirs' own patches stay
+        patch.setattr(base.base.unet, "forward", out_of_memory)
+        with pytest.raises(comfy.mm.OOM_EXCEPTION, match="motion training ran out of device memory at step 1/2 .*"
+                           "`memory_target_gib`"):
+            run(nodes["CAV_TrainMotion"], base=base, reference=frames, **{**MOTION, "save": True})
+    assert os.listdir(host_dirs.loras) == []
+    assert not any(hasattr(m, "lora_A") for m in base.base.unet.modules())  # base left clean
+    run(nodes["CAV_TrainMotion"], base=base, reference=frames, **{**MOTION, "save": True})
+    assert sorted(os.listdir(host_dirs.loras)) == ["zigzag.safetensors", "zigzag.webp"]
+
+
 def test_engine_errors_are_plain_node_errors_with_the_message(nodes, chain):
     base, frames = chain
     with pytest.raises(Exception, match="the motion prompt is empty") as caught:
