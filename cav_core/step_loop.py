@@ -123,5 +123,5 @@ def out_of_memory_message(stage: str, step: int, total: int, compute: ComputeSet
         changes[:0] = ["set a lower memory target (`--memory-target GIB`; on the training nodes "
                        "`memory_target_gib`), which recomputes more UNet blocks in backward",
                        "turn on gradient checkpointing, which recomputes every block"]
-    return (f"{stage} training ran out of device memory at step {step}/{total}{estimate}; no adapter was "
-            f"written. To fit: {'; or '.join(changes)}")
+    return (f"{stage} training ran out of memory on {compute.torch_device} at step {step}/{total}{estimate}; "
+            f"no adapter was written. To fit: {'; or '.join(changes)}")

@@ -238,7 +238,7 @@ def test_a_step_out_of_device_memory_says_what_to_change_and_writes_nothing(tiny
     settings = MotionSettings(prompt="x", steps=3)
     with monkeypatch.context() as patch:
         _out_of_memory_at_call(tiny_base.unet, patch, 2)
-        with pytest.raises(OutOfDeviceMemory, match=r"motion training ran out of device memory at step 2/3 \(a "
+        with pytest.raises(OutOfDeviceMemory, match=r"motion training ran out of memory on cpu at step 2/3 \(a "
                            r"step was estimated at .* GiB with 0 UNet blocks recomputed, for a 6.0 GiB target\)"
                            ) as caught:
             train_motion(tiny_base, clip_frames, settings)
@@ -255,7 +255,7 @@ def test_a_step_out_of_device_memory_says_what_to_change_and_writes_nothing(tiny
                            compute=ComputeSettings(gradient_checkpointing=True),
                            hooks=Hooks(checkpoint_path=ckpt, checkpoint_every=1))
     message = str(caught.value)
-    assert message.startswith("absorber training ran out of device memory at step 2/3; ")
+    assert message.startswith("absorber training ran out of memory on cpu at step 2/3; ")
     assert "fewer frames" in message and "checkpointing" not in message and "memory target" not in message
     resumed = train_absorber(tiny_base, clip_frames, AbsorberSettings(kind="dual", prompt="x", steps=3),
                              compute=ComputeSettings(gradient_checkpointing=True),

@@ -374,7 +374,7 @@ def test_a_step_out_of_device_memory_is_comfys_oom_saying_what_to_change(nodes, 
 
     with monkeypatch.context() as patch:  # host_dirs' own patches stay
         patch.setattr(base.base.unet, "forward", out_of_memory)
-        with pytest.raises(comfy.mm.OOM_EXCEPTION, match="motion training ran out of device memory at step 1/2 .*"
+        with pytest.raises(comfy.mm.OOM_EXCEPTION, match="motion training ran out of memory on cpu at step 1/2 .*"
                            "`memory_target_gib`"):
             run(nodes["CAV_TrainMotion"], base=base, reference=frames, **{**MOTION, "save": True})
     assert os.listdir(host_dirs.loras) == []
