@@ -90,7 +90,7 @@ def run_steps(stage: str, total: int, params: list[torch.Tensor], optimizer, ste
                                       f"no adapter was written{_resume_hint(ckpt)}")
         try:
             loss, seconds = optimise(step)
-        except torch.OutOfMemoryError:
+        except torch.cuda.OutOfMemoryError:  # torch.OutOfMemoryError's older name, in every torch a host may run
             loss = None  # raised below, once this handler has let go of the failed step's tensors
         if loss is None:
             optimizer.zero_grad(set_to_none=True)
