@@ -1,7 +1,7 @@
 """What the memory target does to a T-LoRA step at ModelScope size, measured on the CPU or a CUDA GPU.
 
     LD_PRELOAD=libtcmalloc_minimal.so.4 python -m tools.bench.memory_target --out docs/bench/memory_target.md
-    python -m tools.bench.memory_target --device cuda --out memory_target_cuda.md   # on a GPU, about a minute
+    python -m tools.bench.memory_target --device cuda --out memory_target_cuda.md   # on a GPU
     python -m tools.bench.memory_target --small      # checks the script
 
 The first takes about 10 minutes on 2 cores, with nothing else running.
@@ -102,7 +102,7 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     device = torch.device(args.device)
     from cav_core import MotionSettings, inject_lora
-    from cav_core.compute import blocks_checkpointed, checkpointable_blocks
+    from cav_core.compute import autocast, blocks_checkpointed, checkpointable_blocks
     from cav_core.lean_backward import lean_backward
     from cav_core.merged_weight import merged_weight_loras
     from cav_core.selective_checkpointing import plan_memory, training_forward
@@ -125,7 +125,7 @@ def main(argv=None) -> int:
     watch = CudaPeak(device) if device.type == "cuda" else AllocatedPeak()
 
     def step():
-        with torch.autocast(device.type, torch.bfloat16):
+        with autocast(device, "bf16"):
             out = unet(latents, torch.tensor([500], device=device), text).sample
         out.float().square().mean().backward()
         unet.zero_grad(set_to_none=True)
