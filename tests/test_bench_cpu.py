@@ -27,6 +27,10 @@ def test_cpu_benchmark_reports_rows_with_ratios(tmp_path):
             not line.startswith("| goal |")] == \
         ["| sampling with two stacked, fused T-LoRAs ≤ 1.05× base alone", "| the demo (`python -m cav_core demo`) ≤ 300 s"]
     assert "Judged outside this run:" in goals
+    steadiness = [line for line in tables.splitlines() if line.startswith("Steadiness: ")]
+    assert len(steadiness) == 1 and "before the rows, median " in steadiness[0] and "after them, median " in \
+        steadiness[0]  # the machine probed on both sides of the rows
+    assert all(" | one round | " in row for row in rows)  # one round: no spread to report
     # the plain loop stands in for others' code and runs on the C library's malloc; the project's rows
     # run as `python -m cav_core` does, on tcmalloc where it is installed
     malloc = {cells[0]: cells[1] for cells in (row.split(" | ") for row in rows)}
@@ -78,6 +82,24 @@ def test_each_measure_is_a_rows_lowest_over_its_rounds_and_a_failed_round_fails_
     slow = {"seconds": 616.0, "seconds_by_part": {"motion": 544.0}, "training_steps": {"motion": 1000}}
     fast = {"seconds": 594.0, "seconds_by_part": {"motion": 530.0}, "training_steps": {"motion": 1000}}
     assert cpu_cost.lowest([slow, fast])["seconds_by_part"] == {"motion": 530.0}  # the parts of the time kept
+
+
+def test_a_rows_spread_is_its_slowest_round_against_its_lowest():
+    row = cpu_cost.lowest([{"s_per_step": 0.5}, {"s_per_step": 0.4}, {"s_per_step": 0.44}])
+    assert cpu_cost._spread(row) == "1.25"
+    assert cpu_cost._spread(cpu_cost.lowest([{"s_per_step": 0.5}])) == "one round"
+
+
+def test_the_steadiness_probe_times_the_same_work_and_reports_its_spread():
+    from tools.bench import steadiness
+
+    measured = steadiness.probe(threads=1, repeats=3)
+    assert measured["lowest_s"] > 0 and 1.0 <= measured["median"] <= measured["highest"]
+    line = steadiness.describe({"before": {**measured, "lowest_s": 0.2, "median": 1.05, "highest": 1.4},
+                                "after": {**measured, "lowest_s": 0.3, "median": 1.5, "highest": 2.0}})
+    assert "timed 3 times on 1 thread, " in line
+    assert "before, median 1.05× and highest 1.40× its lowest (1.00× the fastest probe's lowest)" in line
+    assert "after, median 1.50× and highest 2.00× its lowest (1.50× the fastest probe's lowest)" in line
 
 
 def test_what_a_row_holds_is_measured_once_as_its_first_forward_starts():

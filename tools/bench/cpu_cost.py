@@ -17,8 +17,10 @@ validation) and, for sampling, the mean step after the first (a schedule's re-fu
 strengths change are part of what it costs); setup is the time from starting the row's process to the end
 of its first step, less one step (imports, loading, encoding). All rows run in turn, ``--repeats`` rounds
 of them, and each measure is a row's lowest over the rounds: on a shared machine a row's time can nearly
-double from one process to the next, and the lowest is the one least disturbed. Ratios are against
-the first row of each table, measured in the same run, and for training also against the
+double from one process to the next, and the lowest is the one least disturbed. Beside each row's step
+is its slowest round against its lowest, and the report says how steady the machine was before and after
+the rows (``tools/bench/steadiness.py``): a goal a few percent away is judged only where both are near 1.
+Ratios are against the first row of each table, measured in the same run, and for training also against the
 MotionDirector-style row (the project's stand-in for MotionDirector's own single-video config: spatial
 and temporal LoRA at rank 32, temporal feed-forward included, gradient checkpointing on). ``--demo`` also
 runs the one-shot demo (``python -m cav_core demo``) in a process of its own and holds its time to the
@@ -45,6 +47,8 @@ import tempfile
 import time
 
 import numpy as np
+
+from tools.bench import steadiness
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 UNET_CONFIG = os.path.join(ROOT, "tests", "data", "modelscope_unet_config.json")
@@ -409,8 +413,8 @@ def lowest(runs: list[dict]) -> dict:
 
 def table(title: str, rows: dict, results: dict, versus: str | None = None) -> str:
     extra = f" | × {rows[versus].split(':')[0]} (step / RSS / setup)" if versus else ""
-    head = (f"| configuration | malloc | s/step | × first | peak RSS MiB | × first | held at the first step MiB "
-            f"| setup s | × first{extra} |")
+    head = (f"| configuration | malloc | s/step | slowest round × | × first | peak RSS MiB | × first "
+            f"| held at the first step MiB | setup s | × first{extra} |")
     lines = [f"\n\n## {title}\n", head, "|---" * (head.count("|") - 1) + "|"]
     keys = list(rows)
     first = results[keys[0]]
@@ -419,7 +423,7 @@ def table(title: str, rows: dict, results: dict, versus: str | None = None) -> s
         if "error" in r:
             lines.append(f"| {rows[key]} | FAILED: {r['error']} |" + " |" * (head.count("|") - 3))
             continue
-        cells = [r.get("malloc", "?"), f"{r['s_per_step']:.3f}", _ratio(r, first, "s_per_step"),
+        cells = [r.get("malloc", "?"), f"{r['s_per_step']:.3f}", _spread(r), _ratio(r, first, "s_per_step"),
                  f"{r['peak_rss_mib']:.0f}",
                  _ratio(r, first, "peak_rss_mib"), f"{r['held_mib']:.0f}", f"{r['setup_s']:.1f}",
                  _ratio(r, first, "setup_s")]
@@ -428,6 +432,12 @@ def table(title: str, rows: dict, results: dict, versus: str | None = None) -> s
             cells.append(" / ".join(_ratio(r, v, k) for k in ("s_per_step", "peak_rss_mib", "setup_s")))
         lines.append(f"| {rows[key]} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+def _spread(r: dict) -> str:
+    """A row's slowest round against its lowest: how far the figure it is judged by could move."""
+    rounds = r.get("s_per_step_rounds", ())
+    return f"{max(rounds) / min(rounds):.2f}" if len(rounds) > 1 else "one round"
 
 
 def _ratio(r: dict, base: dict, key: str) -> str:
@@ -499,12 +509,14 @@ def main(argv=None) -> int:
     runs: dict[str, list[dict]] = {k: [] for k in keys}
     with tempfile.TemporaryDirectory() as folder:
         base_dir = given_dir or build_base_folder(folder, args.small)
+        probes = {"before the rows": steadiness.probe(args.threads)}
         for round_ in range(args.repeats):
             for key in keys:
                 runs[key].append(run_row(key, args, base_dir))
                 print(f"round {round_ + 1} {key}: {runs[key][-1]}", flush=True)
+        probes["after them"] = steadiness.probe(args.threads)
     results = {k: lowest(v) for k, v in runs.items()}
-    report = render(header, results, args.frames)
+    report = render([*header, steadiness.describe(probes)], results, args.frames)
     print(report)
     if args.out:
         from cav_core import atomic_path
