@@ -510,6 +510,7 @@ def main(argv=None) -> int:
     with tempfile.TemporaryDirectory() as folder:
         base_dir = given_dir or build_base_folder(folder, args.small)
         probes = {"before the rows": steadiness.probe(args.threads)}
+        print(f"steadiness before the rows: {probes['before the rows']}", flush=True)
         for round_ in range(args.repeats):
             for key in keys:
                 runs[key].append(run_row(key, args, base_dir))
