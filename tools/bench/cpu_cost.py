@@ -49,6 +49,7 @@ import time
 import numpy as np
 
 from tools.bench import steadiness
+from tools.bench.turns import StepTurns
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 UNET_CONFIG = os.path.join(ROOT, "tests", "data", "modelscope_unet_config.json")
@@ -207,7 +208,8 @@ def _frozen_base_loop(base, frames, steps: int, clock) -> None:
             clock()
 
 
-def _run_row(key: str, base, frames, args, clock) -> None:
+def run_row_here(key: str, base, frames, args, clock) -> None:
+    """Row ``key``'s training or sampling in this process, on ``base``, calling ``clock()`` after each step."""
     import torch
 
     from cav_core import (ComputeSettings, Hooks, LoraSchedule, LoraWeights, Recipe, SampleSettings, extract_lora,
@@ -260,11 +262,25 @@ def _run_row(key: str, base, frames, args, clock) -> None:
         sample_video(base, settings, loras, device="cpu", on_step=lambda *_: clock())
 
 
+def load_row_base(key: str, base_dir: str):
+    """The base as a row loads it. The CLI's default: its process alone uses the base, so training
+    releases the VAE and text encoder once latents and text states are cached. MotionDirector keeps
+    them, and so does ComfyUI."""
+    from cav_core import load_base
+
+    release = (key.startswith("tlora") and key != "tlora_keep_encoders") or key == FLOOR_ROW
+    return load_base(base_dir, encoders_reloadable=release)
+
+
+def reference_frames(frames: int, size: int) -> np.ndarray:
+    """The clip every row trains on (random pixels: what a step costs does not depend on them)."""
+    return np.random.default_rng(0).integers(0, 256, (frames, size, size, 3), dtype=np.uint8)
+
+
 def child(args) -> None:
     """One row: run it, then write its timings and peak memory as JSON."""
     import torch
 
-    from cav_core import load_base
     from cav_core.allocator import loaded_allocator
 
     torch.set_num_threads(args.threads)
@@ -273,19 +289,25 @@ def child(args) -> None:
         return
     stamps: list[float] = []
     validations: list[float] = []
+    turns = StepTurns(args.turn_fds) if args.turn_fds else None
 
     def clock(validation_seconds: float = 0.0) -> None:
         stamps.append(time.time())
         if validation_seconds:
             validations.append(validation_seconds)
+        if turns:
+            turns.step_done()
 
-    # The CLI's default: its process alone uses the base, so training releases the VAE and text encoder
-    # once latents and text states are cached. MotionDirector keeps them, and so does ComfyUI.
-    release = (args.child.startswith("tlora") and args.child != "tlora_keep_encoders") or args.child == FLOOR_ROW
-    base = load_base(args.base_dir, encoders_reloadable=release)
-    frames = np.random.default_rng(0).integers(0, 256, (args.frames, args.size, args.size, 3), dtype=np.uint8)
+    base = load_row_base(args.child, args.base_dir)
+    frames = reference_frames(args.frames, args.size)
     held = _held_at_first_forward(base.unet)
-    _run_row(args.child, base, frames, args, clock)
+    if turns:  # steps alternated with another row's process (tools/bench/alternated.py): only they count
+        turns.wait()
+        run_row_here(args.child, base, frames, args, clock)
+        with open(args.json, "w") as f:
+            json.dump({"step_seconds": turns.seconds, "peak_rss_mib": peak_rss_mib(), "malloc": loaded_allocator()}, f)
+        return
+    run_row_here(args.child, base, frames, args, clock)
     warmup = 1 if args.child in SAMPLING_ROWS else args.warmup  # a sampling step has no optimiser to warm up
     gaps = np.diff(stamps)[warmup:] if len(stamps) > 1 else []
     average = statistics.mean if args.child in SAMPLING_ROWS else statistics.median
@@ -369,22 +391,31 @@ def _demo_child(args) -> None:
                    "clips": 2 * len(report["samples"]), "malloc": loaded_allocator()}, f)
 
 
+def row_command(key: str, args, base_dir: str, out: str) -> list[str]:
+    """The command line of a row's process, which writes its result to ``out`` as JSON."""
+    return [sys.executable, "-m", "tools.bench.cpu_cost", "--child", key, "--base-dir", base_dir, "--json", out,
+            "--steps", str(args.steps), "--sample-steps", str(args.sample_steps), "--warmup", str(args.warmup),
+            "--frames", str(args.frames), "--size", str(args.size), "--threads", str(args.threads),
+            "--t0", str(time.time())] + (["--small"] if args.small else [])
+
+
 def run_row(key: str, args, base_dir: str) -> dict:
     with tempfile.NamedTemporaryFile(suffix=".json", delete=False) as tmp:
         out = tmp.name
     steps = args.sample_steps if key.startswith("sample") else args.steps
-    cmd = [sys.executable, "-m", "tools.bench.cpu_cost", "--child", key, "--base-dir", base_dir, "--json", out,
-           "--steps", str(args.steps), "--sample-steps", str(args.sample_steps), "--warmup", str(args.warmup),
-           "--frames", str(args.frames), "--size", str(args.size), "--threads", str(args.threads),
-           "--t0", str(time.time())] + (["--small"] if args.small else [])
-    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, env=row_environment(key))
+    proc = subprocess.run(row_command(key, args, base_dir, out), cwd=ROOT, capture_output=True, text=True,
+                          env=row_environment(key))
     try:
         if proc.returncode:
-            return {"error": (proc.stderr.strip().splitlines() or ["no output"])[-1][:200]}
+            return {"error": last_error_line(proc.stderr)}
         with open(out) as f:
             return {**json.load(f), "steps": steps}
     finally:
         os.remove(out)
+
+
+def last_error_line(stderr: str) -> str:
+    return (stderr.strip().splitlines() or ["no output"])[-1][:200]
 
 
 def row_environment(key: str) -> dict:
@@ -466,36 +497,20 @@ def main(argv=None) -> int:
     p.add_argument("--base-dir", help=argparse.SUPPRESS)
     p.add_argument("--json", help=argparse.SUPPRESS)
     p.add_argument("--t0", type=float, help=argparse.SUPPRESS)
+    p.add_argument("--turn-fds", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.child:
         child(args)
         return 0
-    import diffusers
-    import peft
-    import torch
-
-    from cav_core import Recipe, load_base, recipe_for
     from cav_core.allocator import chosen_allocator
-    from cav_core.base_model import resolve_base_path
 
-    recipe = Recipe()  # the random base's folder has no recipe and matches none: the paper's settings
-    given_dir = None
-    if args.base:
-        given_dir = resolve_base_path(args.base)  # absolute: the rows run from the repository root
-        recipe = recipe_for(given_dir)
-        args.frames = args.frames or recipe.frames
-        if not args.size:  # the recipe's size, else the UNet's native one (which needs the base loaded)
-            args.size = min(recipe.width, recipe.height) if recipe.width and recipe.height else \
-                min(load_base(given_dir).default_size)
-    args.frames, args.size = args.frames or FRAMES, args.size or SIZE
-    what = f"base `{args.base}`" if args.base else "narrow test base" if args.small else "64.5 M-parameter UNet3D"
+    given_dir, recipe, what = choose_base(args)
     wanted = set(args.rows.split(",")) if args.rows else set(TRAINING_ROWS) | set(SAMPLING_ROWS)
     chosen = chosen_allocator()
     if chosen is None:  # the project's rows run with the C library's malloc too: nothing to compare
         wanted -= {"motiondirector_tcmalloc", "tlora_system_malloc"}
     header = [f"# CPU cost of training and sampling ({what})",
-              f"{cpu_description()}; {os.cpu_count()} cores, {args.threads} threads; "
-              f"torch {torch.__version__}, diffusers {diffusers.__version__}, peft {peft.__version__}; "
+              f"{machine_and_versions(args.threads)}; "
               f"{args.frames} frames at {args.size}x{args.size}, fp32; {args.steps} training steps a row "
               f"(median after {args.warmup}), {args.sample_steps} sampling steps with guidance (mean after 1); "
               f"all rows in turn, {args.repeats} round{'s' if args.repeats > 1 else ''}, each measure a row's lowest",
@@ -525,6 +540,37 @@ def main(argv=None) -> int:
         with atomic_path(args.out) as tmp, open(tmp, "w") as f:
             f.write(report + "\n")
     return 0
+
+
+def choose_base(args):
+    """The base the rows measure and the clip's size, set on ``args``: ``--base`` (a folder, or toy) with
+    its recipe's settings and size, else the random 64.5 M base (written by ``build_base_folder``) at the
+    paper's settings. Returns the given base's folder (None for the random one), its recipe and a name."""
+    from cav_core import Recipe, load_base, recipe_for
+    from cav_core.base_model import resolve_base_path
+
+    recipe = Recipe()  # the random base's folder has no recipe and matches none: the paper's settings
+    given_dir = None
+    if args.base:
+        given_dir = resolve_base_path(args.base)  # absolute: the rows run from the repository root
+        recipe = recipe_for(given_dir)
+        args.frames = args.frames or recipe.frames
+        if not args.size:  # the recipe's size, else the UNet's native one (which needs the base loaded)
+            args.size = min(recipe.width, recipe.height) if recipe.width and recipe.height else \
+                min(load_base(given_dir).default_size)
+    args.frames, args.size = args.frames or FRAMES, args.size or SIZE
+    what = f"base `{args.base}`" if args.base else "narrow test base" if args.small else "64.5 M-parameter UNet3D"
+    return given_dir, recipe, what
+
+
+def machine_and_versions(threads: int) -> str:
+    """The report's machine line: the CPU, its cores, the threads used and the libraries' versions."""
+    import diffusers
+    import peft
+    import torch
+
+    return (f"{cpu_description()}; {os.cpu_count()} cores, {threads} thread{'s' if threads > 1 else ''}; "
+            f"torch {torch.__version__}, diffusers {diffusers.__version__}, peft {peft.__version__}")
 
 
 def render(header: list[str], results: dict, frames: int) -> str:

@@ -47,4 +47,5 @@ def describe(probes: dict[str, dict]) -> str:
              f"({p['lowest_s'] / fastest:.2f}× the fastest probe's lowest)" for when, p in probes.items()]
     threads = f"{first['threads']} thread{'s' if first['threads'] > 1 else ''}"
     return (f"Steadiness: the same {SIDE}×{SIDE} fp32 matrix products ({PRODUCTS} a repeat) timed "
-            f"{first['repeats']} times on {threads}, " + "; ".join(parts) + ". A quiet machine gives about 1.0×; a ratio below is only as good as this spread")
+            f"{first['repeats']} times on {threads}, " + "; ".join(parts)
+            + ". A quiet machine gives about 1.0×; a ratio below is only as good as this spread")
