@@ -71,7 +71,7 @@ def test_pairs_compare_neighbouring_steps_after_the_warm_up():
 def test_the_time_goals_are_measured_alternated_and_judged(tmp_path):
     out = tmp_path / "alternated.md"
     assert alternated.main(["--small", "--steps", "3", "--warmup", "1", "--frames", "2", "--size", "64",
-                            "--sample-steps", "3", "--threads", "1", "--out", str(out)]) == 0
+                            "--sample-steps", "3", "--threads", "1", "--probe-repeats", "2", "--out", str(out)]) == 0
     report = out.read_text()
     assert "FAILED" not in report and "nan" not in report and report.count("Steadiness: ") == 1
     rows = [line.split(" | ") for line in report.splitlines() if line.startswith("| ") and "goal |" not in line]

@@ -13,7 +13,7 @@ from tools.bench import cpu_cost
 def test_cpu_benchmark_reports_rows_with_ratios(tmp_path):
     out = tmp_path / "cpu.md"
     assert cpu_cost.main(["--small", "--steps", "3", "--warmup", "1", "--frames", "2", "--size", "64",
-                          "--sample-steps", "3", "--threads", "1", "--rows",
+                          "--sample-steps", "3", "--threads", "1", "--probe-repeats", "2", "--rows",
                           f"plain,tlora,{cpu_cost.FLOOR_ROW},sample_base,sample_fused,sample_scheduled",
                           "--repeats", "1", "--demo", "--out", str(out)]) == 0
     report = out.read_text()
@@ -53,6 +53,7 @@ def test_rows_standing_in_for_others_programs_run_without_the_preloaded_allocato
 def test_a_given_base_sets_the_clip_size_and_the_t_lora_rows_settings_from_its_recipe(tmp_path):
     out = tmp_path / "toy.md"
     assert cpu_cost.main(["--base", "toy", "--rows", "tlora", "--steps", "3", "--warmup", "1", "--threads", "1",
+                          "--probe-repeats", "2",
                           "--repeats", "1", "--out", str(out)]) == 0
     report = out.read_text()
     assert report.startswith("# CPU cost of training and sampling (base `toy`)")
@@ -67,7 +68,8 @@ def test_a_base_folder_given_relative_to_the_callers_folder_is_found_by_the_rows
     out = tmp_path / "tiny.md"
     monkeypatch.chdir(tmp_path)  # the rows run from the repository root, elsewhere
     assert cpu_cost.main(["--base", os.path.relpath(tiny_base_dir), "--rows", "tlora", "--steps", "3",
-                          "--warmup", "1", "--threads", "1", "--repeats", "1", "--out", str(out)]) == 0
+                          "--warmup", "1", "--threads", "1", "--probe-repeats", "2", "--repeats", "1",
+                          "--out", str(out)]) == 0
     report = out.read_text()
     assert "6 frames at" in report and "recipe 'tiny'" in report  # the tiny base's own recipe
     assert "FAILED" not in report and "nan" not in report

@@ -108,6 +108,8 @@ def main(argv=None) -> int:
     p.add_argument("--sample-steps", type=int, default=12)
     p.add_argument("--warmup", type=int, default=3, help="training steps left out (sampling: its first)")
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--probe-repeats", type=int, default=steadiness.REPEATS,
+                   help="timed repeats of each steadiness probe (fewer: a quicker, rougher probe)")
     p.add_argument("--out", help="also write the table here (markdown)")
     args = p.parse_args(argv)
     from cav_core.allocator import chosen_allocator
@@ -131,13 +133,13 @@ def main(argv=None) -> int:
     results = {}
     with tempfile.TemporaryDirectory() as folder:
         base_dir = given_dir or cpu_cost.build_base_folder(folder, args.small)
-        probes = {"before the rows": steadiness.probe(args.threads)}
+        probes = {"before the rows": steadiness.probe(args.threads, args.probe_repeats)}
         for _, row, versus, _, _ in TIME_GOALS:
             measured = alternate(row, versus, base_dir, args)
             warmup = 1 if row in cpu_cost.SAMPLING_ROWS else args.warmup
             results[(row, versus)] = measured if "error" in measured else compare(measured, row, versus, warmup)
             print(f"{row} against {versus}: {results[(row, versus)]}", flush=True)
-        probes["after them"] = steadiness.probe(args.threads)
+        probes["after them"] = steadiness.probe(args.threads, args.probe_repeats)
     report = render([*header, steadiness.describe(probes)], results)
     print(report)
     if args.out:

@@ -488,6 +488,8 @@ def main(argv=None) -> int:
     p.add_argument("--sample-steps", type=int, default=6)
     p.add_argument("--warmup", type=int, default=2)
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--probe-repeats", type=int, default=steadiness.REPEATS,
+                   help="timed repeats of each steadiness probe (fewer: a quicker, rougher probe)")
     p.add_argument("--rows", help="comma-separated row keys (default: all)")
     p.add_argument("--repeats", type=int, default=3, help="rounds of all rows; each measure is a row's lowest")
     p.add_argument("--demo", action="store_true", help="also time the one-shot demo (about 4 minutes on 2 cores; "
@@ -524,13 +526,13 @@ def main(argv=None) -> int:
     runs: dict[str, list[dict]] = {k: [] for k in keys}
     with tempfile.TemporaryDirectory() as folder:
         base_dir = given_dir or build_base_folder(folder, args.small)
-        probes = {"before the rows": steadiness.probe(args.threads)}
+        probes = {"before the rows": steadiness.probe(args.threads, args.probe_repeats)}
         print(f"steadiness before the rows: {probes['before the rows']}", flush=True)
         for round_ in range(args.repeats):
             for key in keys:
                 runs[key].append(run_row(key, args, base_dir))
                 print(f"round {round_ + 1} {key}: {runs[key][-1]}", flush=True)
-        probes["after them"] = steadiness.probe(args.threads)
+        probes["after them"] = steadiness.probe(args.threads, args.probe_repeats)
     results = {k: lowest(v) for k, v in runs.items()}
     report = render([*header, steadiness.describe(probes)], results, args.frames)
     print(report)

@@ -12,9 +12,10 @@ import time
 
 SIDE = 1024  # one product is about 2 GFLOP: tens of milliseconds on 2 cores, far above the clock's noise
 PRODUCTS = 10  # per timed repeat
+REPEATS = 20  # timed repeats a probe: a few seconds on 2 cores
 
 
-def probe(threads: int, repeats: int = 20) -> dict:
+def probe(threads: int, repeats: int = REPEATS) -> dict:
     """Time ``repeats`` batches of the same products on ``threads`` threads: the lowest batch in seconds,
     and the median and highest as multiples of it."""
     import torch
