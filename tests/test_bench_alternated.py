@@ -1,6 +1,5 @@
-"""The time goals measured with two rows' steps alternated in one process (narrowed here)."""
+"""The time goals measured with two rows' processes taking turns step by step (narrowed here)."""
 import json
-import os
 import subprocess
 import sys
 
@@ -10,8 +9,9 @@ from tools.bench import alternated, cpu_cost, turns
 STEPPER = """
 import json, sys, time
 from tools.bench.turns import StepTurns
-name, steps, pause, log, fds = sys.argv[1], int(sys.argv[2]), float(sys.argv[3]), sys.argv[4], sys.argv[5]
-turns = StepTurns(fds)
+name, steps, pause, log = sys.argv[1], int(sys.argv[2]), float(sys.argv[3]), sys.argv[4]
+assert sys.argv[5] == "--turn-fds"
+turns = StepTurns(sys.argv[6])
 turns.wait()
 for _ in range(steps):
     with open(log, "a") as f:
@@ -30,12 +30,9 @@ def _steppers(tmp_path, runs):
     log = tmp_path / "log"
     processes, givers = [], []
     for name, steps, pause in runs:
-        ends, fds = turns.open_pipes()
-        processes.append(subprocess.Popen([sys.executable, "-c", STEPPER, name, str(steps), str(pause), str(log),
-                                           fds], cwd=cpu_cost.ROOT, pass_fds=tuple(map(int, fds.split(","))),
-                                          stdout=subprocess.PIPE, text=True))
-        for fd in fds.split(","):
-            os.close(int(fd))
+        process, ends = turns.launch([sys.executable, "-c", STEPPER, name, str(steps), str(pause), str(log)],
+                                     cwd=cpu_cost.ROOT, stdout=subprocess.PIPE, text=True)
+        processes.append(process)
         givers.append(ends)
     turns.take_turns(givers)
     outputs = [proc.communicate(timeout=30)[0] for proc in processes]

@@ -38,13 +38,9 @@ def alternate(row: str, versus: str, base_dir: str, args) -> dict:
         for key in (row, versus):
             with tempfile.NamedTemporaryFile(suffix=".json", delete=False) as tmp:
                 outs[key] = tmp.name
-            ends, row_fds = turns.open_pipes()
-            processes[key] = subprocess.Popen(
-                cpu_cost.row_command(key, args, base_dir, outs[key]) + ["--turn-fds", row_fds], cwd=cpu_cost.ROOT,
-                env=cpu_cost.row_environment(key), pass_fds=tuple(int(fd) for fd in row_fds.split(",")),
-                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-            for fd in row_fds.split(","):
-                os.close(int(fd))  # the row's ends are the row's: an exit then reads as end of file here
+            processes[key], ends = turns.launch(
+                cpu_cost.row_command(key, args, base_dir, outs[key]), cwd=cpu_cost.ROOT,
+                env=cpu_cost.row_environment(key), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
             givers.append(ends)
         reader = threading.Thread(target=turns.take_turns, args=(givers,))
         reader.start()

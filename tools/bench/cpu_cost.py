@@ -571,7 +571,7 @@ def machine_and_versions(threads: int) -> str:
     import peft
     import torch
 
-    return (f"{cpu_description()}; {os.cpu_count()} cores, {threads} thread{'s' if threads > 1 else ''}; "
+    return (f"{cpu_description()}; {os.cpu_count()} cores, {steadiness.threads(threads)}; "
             f"torch {torch.__version__}, diffusers {diffusers.__version__}, peft {peft.__version__}")
 
 

@@ -39,6 +39,10 @@ def probe(threads: int, repeats: int = REPEATS) -> dict:
             "repeats": repeats, "threads": threads}
 
 
+def threads(count: int) -> str:
+    return f"{count} thread{'s' if count > 1 else ''}"
+
+
 def describe(probes: dict[str, dict]) -> str:
     """One line for a report: each probe (named by when it ran) as its median and highest repeat against
     its lowest, and the lowest against the lowest of them all (the machine slowing between probes)."""
@@ -46,7 +50,6 @@ def describe(probes: dict[str, dict]) -> str:
     first = next(iter(probes.values()))
     parts = [f"{when}, median {p['median']:.2f}× and highest {p['highest']:.2f}× its lowest "
              f"({p['lowest_s'] / fastest:.2f}× the fastest probe's lowest)" for when, p in probes.items()]
-    threads = f"{first['threads']} thread{'s' if first['threads'] > 1 else ''}"
     return (f"Steadiness: the same {SIDE}×{SIDE} fp32 matrix products ({PRODUCTS} a repeat) timed "
-            f"{first['repeats']} times on {threads}, " + "; ".join(parts)
+            f"{first['repeats']} times on {threads(first['threads'])}, " + "; ".join(parts)
             + ". A quiet machine gives about 1.0×; a ratio below is only as good as this spread")

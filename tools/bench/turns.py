@@ -9,6 +9,7 @@ processes' steps never overlap, and neighbouring steps see nearly the same machi
 from __future__ import annotations
 
 import os
+import subprocess
 import time
 
 GO, DONE = b"g", b"d"
@@ -33,11 +34,23 @@ class StepTurns:
         self.wait()
 
 
-def open_pipes() -> tuple[tuple[int, int], str]:
-    """The giver's ends (write GO, read DONE) and the row's "READ,WRITE" ends, for ``pass_fds``."""
+def launch(command: list[str], **popen_args) -> tuple[subprocess.Popen, tuple[int, int]]:
+    """Start ``command`` with ``--turn-fds READ,WRITE`` added, the row's ends of two new pipes; returns
+    the process and the giver's ends (write GO, read DONE) for ``take_turns``. Only the row holds its
+    ends, so its exit reads as end of file here."""
     go_read, go_write = os.pipe()
     done_read, done_write = os.pipe()
-    return (go_write, done_read), f"{go_read},{done_write}"
+    try:
+        process = subprocess.Popen(command + ["--turn-fds", f"{go_read},{done_write}"],
+                                   pass_fds=(go_read, done_write), **popen_args)
+    except BaseException:
+        os.close(go_write)
+        os.close(done_read)
+        raise
+    finally:
+        os.close(go_read)
+        os.close(done_write)
+    return process, (go_write, done_read)
 
 
 def take_turns(givers: list[tuple[int, int]]) -> None:
