@@ -122,14 +122,14 @@ def test_goals_say_the_measured_ratio_whether_it_is_met_and_what_stands_in_the_w
                "tlora_checkpointing": row(2.0, 1000), "sample_base": row(1.0, 900),
                "sample_fused": {**row(1.1, 900), "s_per_step_rounds": [1.1, 1.3]}}
     text = cpu_cost.goals(results)
-    assert "| default T-LoRA step ≤ 0.5× MotionDirector-style | 0.40× | yes |  |" in text  # met: nothing in the way
-    assert ("| default T-LoRA peak memory ≤ 0.6× MotionDirector-style | 0.70× | no | its process holds 900 MiB "
+    assert "| default T-LoRA step ≤ 0.5× MotionDirector-style | 0.400× | yes |  |" in text  # met: nothing in the way
+    assert ("| default T-LoRA peak memory ≤ 0.6× MotionDirector-style | 0.700× | no | its process holds 900 MiB "
             "as its first step starts, of the 1200 MiB allowed, and its steps add 500 MiB; the MotionDirector-style "
             "run holds 1100 MiB and adds 900 |") in text
-    assert ("| sampling with two stacked, fused T-LoRAs ≤ 1.05× base alone | 1.10× | no | it measured 1.100 s; "
+    assert ("| sampling with two stacked, fused T-LoRAs ≤ 1.05× base alone | 1.100× | no | it measured 1.100 s; "
             "the goal allows 1.050 s |") in text  # one round of the base alone: no round-by-round ratios
     results["sample_base"]["s_per_step_rounds"] = [1.2, 1.0]
-    assert ("| 1.10× | no | round by round against the base alone row of the same round: 0.92×, 1.30× |"
+    assert ("| 1.100× | no | round by round against the base alone row of the same round: 0.92×, 1.30× |"
             in cpu_cost.goals(results))
     assert "at once: T-LoRA with gradient checkpointing.\n" in text
     results["tlora_checkpointing"] = {"error": "out of memory"}
@@ -149,14 +149,14 @@ def test_a_missed_step_goal_says_how_much_of_the_step_is_the_frozen_bases_own():
     row = lambda step, rounds: {"s_per_step": step, "peak_rss_mib": 500.0, "setup_s": 1.0,  # noqa: E731
                                 "held_mib": 400.0, "s_per_step_rounds": rounds}
     results = {"motiondirector": row(0.5, [0.5, 0.6]), "tlora": row(0.28, [0.28, 0.29])}
-    way = ("| default T-LoRA step ≤ 0.5× MotionDirector-style | 0.56× | no | round by round against the "
+    way = ("| default T-LoRA step ≤ 0.5× MotionDirector-style | 0.560× | no | round by round against the "
            "MotionDirector-style row of the same round: 0.56×, 0.48×")
     assert way + " |" in cpu_cost.goals(results)  # no frozen base measured: the rounds alone
     results[cpu_cost.FLOOR_ROW] = row(0.25, [0.25, 0.26])
     assert (way + "; the frozen base's own forward and backward (nothing trained) take 0.250 s, 0.50× the "
             "MotionDirector-style step, and the adapters make it 1.12× that |") in cpu_cost.goals(results)
     results["sample_base"], results["sample_fused"] = row(1.0, [1.0, 1.0]), row(1.1, [1.1, 1.1])
-    assert "| 1.10× | no | round by round against the base alone row of the same round: 1.10×, 1.10× |" in \
+    assert "| 1.100× | no | round by round against the base alone row of the same round: 1.10×, 1.10× |" in \
         cpu_cost.goals(results)  # sampling is not held against the frozen base's training step
     results[cpu_cost.FLOOR_ROW] = {"error": "killed"}
     assert way + " |" in cpu_cost.goals(results)

@@ -90,7 +90,7 @@ def render(header: list[str], results: dict) -> str:
             continue
         met = "yes" if r["ratio"] <= limit else "no"
         lines.append(f"| {goal} | {r['row_s']:.3f} | {against} | {r['versus_s']:.3f} | {r['pairs']} | "
-                     f"{r['ratio']:.2f}× | {r['low']:.2f}–{r['high']:.2f}× | {met} |")
+                     f"{cpu_cost.goal_ratio(r['ratio'])} | {r['low']:.3f}–{cpu_cost.goal_ratio(r['high'])} | {met} |")
     return "\n".join(lines)
 
 
