@@ -23,7 +23,7 @@ def test_object_weights_pick_out_the_object_on_any_background():
         assert torch.equal(base_data.object_weights(frames, 0.0), torch.ones_like(weights))
 
 
-TINY_RUN = ["--vae-steps", "2", "--vae-batch", "4", "--batch", "1", "--decoder-steps", "1",
+TINY_RUN = ["--vae-steps", "2", "--vae-batch", "4", "--scaling-clips", "1", "--batch", "1", "--decoder-steps", "1",
             "--checkpoint-every", "1", "--threads", "1", "--object-weight", "20", "--zero-snr"]
 
 

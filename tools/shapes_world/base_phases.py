@@ -61,7 +61,7 @@ def train_vae_phase(run: BaseRun, args, start: float) -> None:
     # Scale latents to unit variance, as Stable Diffusion's VAE does.
     with torch.no_grad():
         rng = np.random.default_rng([args.seed, 2])
-        frames = base_data.clips_to_frames(np.stack([render(random_scene(rng)) for _ in range(32)]))
+        frames = base_data.clips_to_frames(np.stack([render(random_scene(rng)) for _ in range(args.scaling_clips)]))
         run.scaling = float(1.0 / run.vae.encode(frames).latent_dist.mean.std())
     run.phase, run.step = "unet", 0
     if args.init_unet:

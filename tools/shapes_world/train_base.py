@@ -29,6 +29,8 @@ def main(argv=None) -> None:
     p.add_argument("--vae-batch", type=int, default=16)
     p.add_argument("--vae-lr", type=float, default=1e-3)
     p.add_argument("--kl-weight", type=float, default=1e-6)
+    p.add_argument("--scaling-clips", type=int, default=32,
+                   help="random clips encoded after phase 1 to set the latent scaling (unit variance)")
     p.add_argument("--steps", type=int, default=1500)
     p.add_argument("--batch", type=int, default=4)
     p.add_argument("--lr", type=float, default=5e-4)
