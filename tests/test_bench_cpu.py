@@ -14,13 +14,13 @@ def test_cpu_benchmark_reports_rows_with_ratios(tmp_path):
     out = tmp_path / "cpu.md"
     assert cpu_cost.main(["--small", "--steps", "3", "--warmup", "1", "--frames", "2", "--size", "64",
                           "--sample-steps", "3", "--threads", "1", "--probe-repeats", "2", "--rows",
-                          f"plain,tlora,{cpu_cost.FLOOR_ROW},sample_base,sample_fused,sample_scheduled",
+                          "plain,tlora,sample_base,sample_fused",
                           "--repeats", "1", "--demo", "--out", str(out)]) == 0
     report = out.read_text()
     assert "FAILED" not in report and "nan" not in report
     tables, goals = report.split("## Goals")
     rows = [line for line in tables.splitlines() if line.startswith("| ") and "configuration" not in line]
-    assert len(rows) == 6 and all(" 1.00 |" in rows[i] for i in (0, 3))  # each table against its first row
+    assert len(rows) == 4 and all(" 1.00 |" in rows[i] for i in (0, 2))  # each table against its first row
     assert "## Training" in report and "## Sampling" in report
     # without the MotionDirector-style row only the sampling goal and the demo (quick with --small) are judged
     assert [line.split(" | ")[0] for line in goals.splitlines() if line.startswith("| ") and
@@ -39,6 +39,25 @@ def test_cpu_benchmark_reports_rows_with_ratios(tmp_path):
     assert project == "system" if chosen_allocator() is None else project.startswith("libtcmalloc")
 
 
+@pytest.mark.parametrize("key", [cpu_cost.FLOOR_ROW, "sample_scheduled"])
+def test_a_row_left_out_of_the_narrowed_run_runs_its_steps(key, tmp_path):
+    """Rows the narrowed run above leaves out, run in this process (a row's process costs its imports)."""
+    import types
+
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        base = cpu_cost.load_row_base(key, cpu_cost.build_base_folder(str(tmp_path), small=True))
+        ticks = []
+        cpu_cost.run_row_here(key, base, cpu_cost.reference_frames(2, 64),
+                              types.SimpleNamespace(steps=2, sample_steps=3), lambda *_: ticks.append(1))
+    finally:
+        torch.set_num_threads(threads)
+    assert len(ticks) == (3 if key in cpu_cost.SAMPLING_ROWS else 2)
+
+
 def test_rows_standing_in_for_others_programs_run_without_the_preloaded_allocator(monkeypatch, tmp_path):
     library = tmp_path / "libtcmalloc_minimal.so.4"
     library.write_bytes(b"")
@@ -50,28 +69,19 @@ def test_rows_standing_in_for_others_programs_run_without_the_preloaded_allocato
         assert cpu_cost.row_environment(key)["LD_PRELOAD"] == "libother.so"
 
 
-def test_a_given_base_sets_the_clip_size_and_the_t_lora_rows_settings_from_its_recipe(tmp_path):
+def test_a_given_base_sets_the_clip_size_and_the_t_lora_rows_settings_from_its_recipe(tmp_path, monkeypatch):
+    from cav_core.base_model import resolve_base_path
+
     out = tmp_path / "toy.md"
-    assert cpu_cost.main(["--base", "toy", "--rows", "tlora", "--steps", "3", "--warmup", "1", "--threads", "1",
-                          "--probe-repeats", "2",
-                          "--repeats", "1", "--out", str(out)]) == 0
+    monkeypatch.chdir(tmp_path)  # given relative to the caller's folder: the rows run from the repository root
+    given = os.path.relpath(resolve_base_path("toy"))
+    assert cpu_cost.main(["--base", given, "--rows", "tlora", "--steps", "3", "--warmup", "1", "--threads", "1",
+                          "--probe-repeats", "2", "--repeats", "1", "--out", str(out)]) == 0
     report = out.read_text()
-    assert report.startswith("# CPU cost of training and sampling (base `toy`)")
+    assert report.startswith(f"# CPU cost of training and sampling (base `{given}`)")
     assert "16 frames at 64x64" in report  # the bundled base's recipe, not the 128x128 default
     assert "T-LoRA rows train with the base's recipe 'shapes_world' (" in report
     assert "motion.include_temporal_convs=True" in report
-    assert "FAILED" not in report and "nan" not in report
-
-
-def test_a_base_folder_given_relative_to_the_callers_folder_is_found_by_the_rows(tmp_path, monkeypatch,
-                                                                                  tiny_base_dir):
-    out = tmp_path / "tiny.md"
-    monkeypatch.chdir(tmp_path)  # the rows run from the repository root, elsewhere
-    assert cpu_cost.main(["--base", os.path.relpath(tiny_base_dir), "--rows", "tlora", "--steps", "3",
-                          "--warmup", "1", "--threads", "1", "--probe-repeats", "2", "--repeats", "1",
-                          "--out", str(out)]) == 0
-    report = out.read_text()
-    assert "6 frames at" in report and "recipe 'tiny'" in report  # the tiny base's own recipe
     assert "FAILED" not in report and "nan" not in report
 
 
