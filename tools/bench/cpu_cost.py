@@ -492,8 +492,8 @@ def main(argv=None) -> int:
                    help="timed repeats of each steadiness probe (fewer: a quicker, rougher probe)")
     p.add_argument("--rows", help="comma-separated row keys (default: all)")
     p.add_argument("--repeats", type=int, default=3, help="rounds of all rows; each measure is a row's lowest")
-    p.add_argument("--demo", action="store_true", help="also time the one-shot demo (about 4 minutes on 2 cores; "
-                   "with --small, its quick mode)")
+    p.add_argument("--demo", action="store_true", help="also time the one-shot demo in every round (about 2½ minutes "
+                   "a round on 2 cores; with --small, its quick mode)")
     p.add_argument("--out", help="also write the tables here (markdown)")
     p.add_argument("--child", help=argparse.SUPPRESS)
     p.add_argument("--base-dir", help=argparse.SUPPRESS)
