@@ -104,8 +104,7 @@ def main(argv=None) -> int:
     p.add_argument("--sample-steps", type=int, default=12)
     p.add_argument("--warmup", type=int, default=3, help="training steps left out (sampling: its first)")
     p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--probe-repeats", type=int, default=steadiness.REPEATS,
-                   help="timed repeats of each steadiness probe (fewer: a quicker, rougher probe)")
+    steadiness.add_repeats_option(p)
     p.add_argument("--out", help="also write the table here (markdown)")
     args = p.parse_args(argv)
     from cav_core.allocator import chosen_allocator

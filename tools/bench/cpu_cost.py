@@ -488,8 +488,7 @@ def main(argv=None) -> int:
     p.add_argument("--sample-steps", type=int, default=6)
     p.add_argument("--warmup", type=int, default=2)
     p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--probe-repeats", type=int, default=steadiness.REPEATS,
-                   help="timed repeats of each steadiness probe (fewer: a quicker, rougher probe)")
+    steadiness.add_repeats_option(p)
     p.add_argument("--rows", help="comma-separated row keys (default: all)")
     p.add_argument("--repeats", type=int, default=3, help="rounds of all rows; each measure is a row's lowest")
     p.add_argument("--demo", action="store_true", help="also time the one-shot demo in every round (about 2½ minutes "

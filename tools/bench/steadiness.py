@@ -39,6 +39,12 @@ def probe(threads: int, repeats: int = REPEATS) -> dict:
             "repeats": repeats, "threads": threads}
 
 
+def add_repeats_option(parser) -> None:
+    """``--probe-repeats`` on a benchmark's command line: its probes' timed repeats."""
+    parser.add_argument("--probe-repeats", type=int, default=REPEATS,
+                        help="timed repeats of each steadiness probe (fewer: a quicker, rougher probe)")
+
+
 def threads(count: int) -> str:
     return f"{count} thread{'s' if count > 1 else ''}"
 
